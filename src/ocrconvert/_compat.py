@@ -1,0 +1,46 @@
+"""Lazy imports of the heavy optional stacks, each failing with the pip extra to install."""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from .errors import MissingDependencyError
+
+# module -> (pip package, extra)
+_EXTRAS = {
+    "paddle": ("paddlepaddle", "paddle"),
+    "paddle2onnx": ("paddle2onnx", "paddle"),
+    "torch": ("torch", "torch"),
+    "onnx2torch": ("onnx2torch", "torch"),
+    "transformers": ("transformers", "native"),
+    "tensorrt": ("tensorrt", None),
+    "onnxconverter_common": ("onnxconverter-common", "trt-fp16"),
+}
+
+
+def require(module: str, why: str = "") -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        package, extra = _EXTRAS.get(module.split(".")[0], (module, None))
+        err = MissingDependencyError(package, extra, why=why or str(exc))
+        raise err from exc
+
+
+def available(module: str) -> bool:
+    """Installed? (a spec lookup: cheap, imports nothing heavy)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def version_of(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,66 @@
+"""The ``ocrconvert`` command: one sub-app per command group, one exception table."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+import typer
+
+from ..errors import ExitCode, OcrConvertError
+from . import convert, inspect, routes, verify, zoo
+from .render import err, print_error
+
+app = typer.Typer(
+    name="ocrconvert",
+    help="Convert OCR models between PaddlePaddle, ONNX, PyTorch and TensorRT, and prove every artifact "
+         "matches the ORIGINAL model.\n\nExit codes: 0 ok, 2 usage, 3 unsupported model/ops, "
+         "4 missing optional dependency, 5 conversion failed, 6 parity failed.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for module in (convert, verify, inspect, routes):
+    module.register(app)
+app.add_typer(zoo.app, name="zoo")
+for name in ("batch", "bench", "gpu"):
+    try:  # command groups added by later modules register themselves when present
+        __import__(f"ocrconvert.cli.{name}", fromlist=["register"]).register(app)
+    except ModuleNotFoundError:
+        pass
+
+
+def _setup_logging(debug: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_path=False)], force=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*ccache.*")  # paddle's import-time noise
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    as_json = "--json" in args
+    _setup_logging(debug)
+    try:
+        code = app(args=args, standalone_mode=False, prog_name="ocrconvert")
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted")
+        code = 130
+    except click.ClickException as exc:
+        exc.show()
+        code = ExitCode.USAGE
+    except OcrConvertError as exc:
+        if debug:
+            err.print_exception()
+        print_error(exc, as_json)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        code = 130
+    sys.exit(int(code or 0))

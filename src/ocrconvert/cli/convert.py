@@ -1,0 +1,82 @@
+"""Route commands, all of one shape: ``ocrconvert ROUTE SOURCE -o OUTPUT [options] [--json]``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import ExitCode
+from .options import (AtolOpt, DebugOpt, DictOpt, FamilyOpt, ImagesOpt, JsonOpt, NoVerifyOpt, OpsetOpt, OutputOpt,
+                      RtolOpt, SeedOpt, parse_tolerance)
+from .render import emit_json, err, out, print_report, progress
+
+SourceArg = Annotated[Path, typer.Argument(help="Source model: Paddle folder, .onnx, or ocrconvert artifact.")]
+
+
+def run_conversion(source, output, *, target, route=None, options=None, no_verify=False, images=None, atol=None,
+                   rtol=None, family=None, dictionary=None, as_json=False, seed=0) -> int:
+    from ..pipeline import convert
+    from ..verify import Tolerances
+
+    tol = Tolerances(atol=parse_tolerance(atol, "--atol"), rtol=parse_tolerance(rtol, "--rtol"))
+    with progress(not as_json) as say:
+        result = convert(source, output, target=target, route=route, verify=not no_verify, options=options or {},
+                         images=images, tolerances=tol, family=family, dictionary=dictionary, progress=say)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        if result.report:
+            print_report(result.report)
+        out.print(f"wrote {result.artifact.path} ({result.artifact.format.value}) via {' -> '.join(result.route)}")
+        err.print(f"manifest: {result.manifest_path}", highlight=False)
+    return int(ExitCode.OK if result.passed else ExitCode.PARITY_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("paddle2onnx")
+    def paddle2onnx(source: SourceArg, output: OutputOpt, opset: OpsetOpt = 14, no_verify: NoVerifyOpt = False,
+                    images: ImagesOpt = None, atol: AtolOpt = None, rtol: RtolOpt = None, family: FamilyOpt = None,
+                    dictionary: DictOpt = None, seed: Annotated[int, typer.Option()] = 0, json: JsonOpt = False,
+                    debug: DebugOpt = False) -> int:
+        """Paddle inference model -> ONNX (paddle2onnx), verified against Paddle."""
+        return run_conversion(source, output, target="onnx", route="paddle2onnx", options={"opset": opset},
+                              no_verify=no_verify, images=images, atol=atol, rtol=rtol, family=family,
+                              dictionary=dictionary, as_json=json, seed=seed)
+
+    @app.command("onnx2torch")
+    def onnx2torch(source: SourceArg, output: OutputOpt, no_verify: NoVerifyOpt = False, images: ImagesOpt = None,
+                   atol: AtolOpt = None, rtol: RtolOpt = None, family: FamilyOpt = None, dictionary: DictOpt = None,
+                   seed: SeedOpt = 0, json: JsonOpt = False, debug: DebugOpt = False) -> int:
+        """ONNX -> PyTorch graph artifact (onnxslim + onnx2torch), verified against the ONNX."""
+        return run_conversion(source, output, target="torch", route="onnx2torch", no_verify=no_verify, images=images,
+                              atol=atol, rtol=rtol, family=family, dictionary=dictionary, as_json=json, seed=seed)
+
+    @app.command("torch2onnx")
+    def torch2onnx(source: SourceArg, output: OutputOpt, opset: OpsetOpt = 17,
+                   no_slim: Annotated[bool, typer.Option("--no-slim", help="Skip onnxslim.")] = False,
+                   no_verify: NoVerifyOpt = False, images: ImagesOpt = None, atol: AtolOpt = None, rtol: RtolOpt = None,
+                   family: FamilyOpt = None, dictionary: DictOpt = None, seed: SeedOpt = 0, json: JsonOpt = False,
+                   debug: DebugOpt = False) -> int:
+        """ocrconvert PyTorch artifact -> ONNX, verified against the artifact's original source."""
+        return run_conversion(source, output, target="onnx", route="torch2onnx",
+                              options={"opset": opset, "slim": not no_slim}, no_verify=no_verify, images=images,
+                              atol=atol, rtol=rtol, family=family, dictionary=dictionary, as_json=json, seed=seed)
+
+    @app.command("paddle2torch")
+    def paddle2torch(source: SourceArg, output: OutputOpt,
+                     route: Annotated[Optional[str], typer.Option("--route", help="native | graph (default: native when the architecture is recognised)")] = None,
+                     allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Native route: accept unmapped parameters.")] = False,
+                     opset: OpsetOpt = 14, no_verify: NoVerifyOpt = False, images: ImagesOpt = None,
+                     atol: AtolOpt = None, rtol: RtolOpt = None, family: FamilyOpt = None, dictionary: DictOpt = None,
+                     seed: SeedOpt = 0, json: JsonOpt = False, debug: DebugOpt = False) -> int:
+        """Paddle inference model -> PyTorch, verified against Paddle inference (not the intermediate ONNX)."""
+        from ..errors import UsageError
+
+        prefer = {"native": "native", "graph": "onnx2torch", None: None}.get(route, "?")
+        if prefer == "?":
+            raise UsageError(f"--route {route!r} is not native or graph")
+        return run_conversion(source, output, target="torch", route=prefer,
+                              options={"opset": opset, "allow_partial": allow_partial}, no_verify=no_verify,
+                              images=images, atol=atol, rtol=rtol, family=family, dictionary=dictionary,
+                              as_json=json, seed=seed)

@@ -1,0 +1,38 @@
+"""Typed options shared by commands, validated at the edge."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UsageError
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Verbose logs and full tracebacks.")]
+OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="Output path (file or folder).")]
+NoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Skip the parity check against the source.")]
+ImagesOpt = Annotated[Optional[Path], typer.Option("--images", help="Folder of real images to verify on as well.")]
+AtolOpt = Annotated[Optional[list[str]], typer.Option("--atol", help="Absolute tolerance: VALUE or OUTPUT=VALUE (repeatable).")]
+RtolOpt = Annotated[Optional[list[str]], typer.Option("--rtol", help="Relative tolerance: VALUE or OUTPUT=VALUE (repeatable).")]
+FamilyOpt = Annotated[Optional[str], typer.Option("--family", help="Force the model family: rec-ctc, det-db, cls, generic.")]
+DictOpt = Annotated[Optional[Path], typer.Option("--dict", help="Recognition dictionary file (one entry per line).")]
+OpsetOpt = Annotated[Optional[int], typer.Option("--opset", min=7, max=23, help="ONNX opset.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random verification inputs.")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="Tolerance defaults: fp32, fp16, int8.")]
+
+
+def parse_tolerance(values: list[str] | None, flag: str):
+    """``["1e-4"]`` -> 1e-4; ``["1e-4", "logits=1e-3"]`` -> {"": 1e-4, "logits": 1e-3}."""
+    if not values:
+        return None
+    out: dict[str, float] = {}
+    for v in values:
+        name, _, num = v.rpartition("=")
+        try:
+            out[name] = float(num)
+        except ValueError:
+            raise UsageError(f"{flag} {v!r} is not VALUE or OUTPUT=VALUE", hint=f"e.g. {flag} 1e-4 or {flag} logits=1e-3") from None
+        if out[name] < 0:
+            raise UsageError(f"{flag} must not be negative")
+    return out[""] if list(out) == [""] else out

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import ExitCode
+from .options import (AtolOpt, DebugOpt, DictOpt, FamilyOpt, ImagesOpt, JsonOpt, PrecisionOpt, RtolOpt, SeedOpt,
+                      parse_tolerance)
+from .render import emit_json, print_report, progress
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("verify")
+    def verify(source: Annotated[Path, typer.Argument(help="The ORIGINAL model (reference).")],
+               target: Annotated[Path, typer.Argument(help="The converted artifact to check.")],
+               images: ImagesOpt = None, atol: AtolOpt = None, rtol: RtolOpt = None, precision: PrecisionOpt = "fp32",
+               family: FamilyOpt = None, dictionary: DictOpt = None, seed: SeedOpt = 0,
+               no_rendered: Annotated[bool, typer.Option("--no-rendered", help="Skip the rendered text images.")] = False,
+               json: JsonOpt = False, debug: DebugOpt = False) -> int:
+        """Compare TARGET with SOURCE: numeric errors per output and OCR-level agreement. Exit 6 on failure."""
+        from ..verify import Tolerances, verify_artifacts
+
+        tol = Tolerances(precision=precision, atol=parse_tolerance(atol, "--atol"), rtol=parse_tolerance(rtol, "--rtol"))
+        with progress(not json) as say:
+            report = verify_artifacts(source, target, images=images, rendered=not no_rendered, tolerances=tol,
+                                      family=family, dictionary=dictionary, seed=seed, progress=say)
+        if json:
+            emit_json(report.to_dict())
+        else:
+            print_report(report)
+        return int(ExitCode.OK if report.passed else ExitCode.PARITY_FAILED)

@@ -1,0 +1,87 @@
+"""PyTorch artifact (graph or native) -> ONNX: dynamic axes kept, checker, optional onnxslim."""
+from __future__ import annotations
+
+import io
+import logging
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+from .._compat import require, version_of
+from ..errors import ConversionError
+from ..formats import Artifact, Format
+from ..registry import register_converter
+from .common import carry_metadata
+
+log = logging.getLogger(__name__)
+
+
+def example_inputs(runner):
+    """One concrete input per model input, sized from the family's first random case."""
+    from ..families import resolve_family
+
+    family = resolve_family(runner.info())
+    _, feed = family.random_feeds(seed=0)[0]
+    return family, feed
+
+
+def dynamic_axes(specs) -> dict[str, dict[int, str]]:
+    return {s.name: {i: f"{s.name}_d{i}" for i in s.dynamic_axes} for s in specs if s.dynamic_axes}
+
+
+@register_converter("torch", "onnx", "torch2onnx", requires=("torch",),
+                    description="torch.onnx.export with dynamic axes, checker, optional onnxslim")
+class TorchToOnnx:
+    tool = "torch.onnx"
+
+    def check(self, source: Artifact, options: dict) -> list[str]:
+        return []
+
+    def convert(self, source: Artifact, dest: Path, options: dict) -> Artifact:
+        import onnx
+
+        torch = require("torch")
+        from ..runners import runner_for
+
+        runner = runner_for(source)
+        module = runner.session
+        family, feed = example_inputs(runner)
+        args = tuple(torch.from_numpy(feed[n]) for n in runner.input_names)
+        opset = int(options.get("opset") or 17)
+        axes = dynamic_axes(runner.inputs)
+        axes.update(dynamic_axes(runner.outputs))
+        errors = []
+        for dynamo in (False, True):
+            try:
+                buf = io.StringIO()
+                with redirect_stdout(buf), redirect_stderr(buf), torch.no_grad():
+                    if dynamo:
+                        dims = {n: {i: torch.export.Dim.AUTO for i in spec.dynamic_axes}
+                                for n, spec in zip(runner.input_names, runner.inputs)}
+                        torch.onnx.export(module, args, str(dest), input_names=runner.input_names,
+                                          output_names=runner.output_names, opset_version=max(opset, 18),
+                                          dynamo=True, dynamic_shapes=tuple(dims.values()), external_data=False)
+                    else:
+                        torch.onnx.export(module, args, str(dest), input_names=runner.input_names,
+                                          output_names=runner.output_names, opset_version=opset,
+                                          dynamic_axes=axes, dynamo=False)
+                break
+            except Exception as exc:  # noqa: BLE001 - the exporters raise many types
+                errors.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                log.debug("export attempt failed", exc_info=True)
+        else:
+            raise ConversionError("torch.onnx.export failed: " + " ; ".join(errors))
+        model = onnx.load(str(dest))
+        if options.get("slim", True):
+            from .onnx_torch import slim
+
+            model = slim(model)
+        carry_metadata(model, runner.info(), f"{source.format.value}:{source.path.name}")
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except Exception as exc:  # noqa: BLE001
+            raise ConversionError(f"the exported ONNX fails the checker: {exc}") from None
+        onnx.save(model, str(dest))
+        return Artifact(dest, Format.ONNX, {"model": dest})
+
+    def versions(self) -> dict:
+        return {"torch": version_of("torch"), "onnx": version_of("onnx"), "onnxslim": version_of("onnxslim")}

@@ -1,0 +1,89 @@
+"""Exception hierarchy and the documented exit codes.
+
+Every user-facing failure is an ``OcrConvertError`` carrying one message, a hint and an exit
+code; the CLI renders it without a traceback. Anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL = 1          # an unexpected exception: a bug
+    USAGE = 2             # bad arguments, bad path, bad config
+    UNSUPPORTED = 3       # unsupported model, format or operators
+    MISSING_DEPENDENCY = 4  # an optional dependency (pip extra) is not installed
+    CONVERSION_FAILED = 5  # a converter or runtime failed on a supported model
+    PARITY_FAILED = 6     # the converted artifact does not match the source
+
+
+class OcrConvertError(Exception):
+    exit_code: ExitCode = ExitCode.CONVERSION_FAILED
+    default_hint: str = ""
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+
+    def to_dict(self) -> dict:
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "hint": self.hint,
+            "exit_code": int(self.exit_code),
+        }
+
+
+class UsageError(OcrConvertError):
+    exit_code = ExitCode.USAGE
+
+
+class ModelNotFoundError(UsageError):
+    default_hint = "Pass a Paddle model folder, an .onnx file or an ocrconvert artifact."
+
+
+class UnsupportedModelError(OcrConvertError):
+    exit_code = ExitCode.UNSUPPORTED
+
+
+class UnsupportedOpsError(UnsupportedModelError):
+    """All unsupported operators of a model, found in one preflight pass."""
+
+    def __init__(self, ops: list[str], *, target: str, hint: str | None = None):
+        self.ops = sorted(set(ops))
+        super().__init__(
+            f"{len(self.ops)} operator(s) have no {target} converter: {', '.join(self.ops)}",
+            hint=hint or "Run `ocrconvert routes` to see other routes, or register a converter plugin.",
+        )
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "unsupported_ops": self.ops}
+
+
+class CorruptModelError(UnsupportedModelError):
+    default_hint = "The file is truncated or not what its name says; fetch it again."
+
+
+class MissingDependencyError(OcrConvertError):
+    exit_code = ExitCode.MISSING_DEPENDENCY
+
+    def __init__(self, package: str, extra: str | None, *, why: str = ""):
+        self.package = package
+        self.extra = extra
+        install = f"pip install 'ocrconvert[{extra}]'" if extra else f"pip install {package}"
+        super().__init__(
+            f"{package} is not installed{': ' + why if why else ''}",
+            hint=f"Install it with: {install}",
+        )
+
+
+class ConversionError(OcrConvertError):
+    exit_code = ExitCode.CONVERSION_FAILED
+    default_hint = "Run again with --debug for the full log of the failing tool."
+
+
+class ParityError(OcrConvertError):
+    exit_code = ExitCode.PARITY_FAILED
+    default_hint = "See the verification table; loosen tolerances only if you understand why."

@@ -1,0 +1,50 @@
+"""Classification (text-line direction, document orientation): ``[N,3,H,W]`` -> ``[N,K]``."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Family, TaskResult
+from .imaging import SAMPLE_LINES, normalize_chw, render_line, to_bgr_array
+
+
+def argmax_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    a2, b2 = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+    return float((a2.argmax(-1) == b2.argmax(-1)).mean())
+
+
+class ClsFamily(Family):
+    name = "cls"
+    task = "cls"
+    random_shapes = ((1, 48, 192), (4, 48, 192))
+
+    def _hw(self) -> tuple[int, int]:
+        shape = self.info.inputs[0].shape
+        h = shape[2] if len(shape) == 4 and isinstance(shape[2], int) and shape[2] > 0 else 48
+        w = shape[3] if len(shape) == 4 and isinstance(shape[3], int) and shape[3] > 0 else 192
+        return h, w
+
+    def synthetic_images(self):
+        items = []
+        for t in SAMPLE_LINES[:4]:
+            img = render_line(t)
+            items.append((f"'{t}' upright", img, "0"))
+            items.append((f"'{t}' rotated 180", img.rotate(180), "180"))
+        return items
+
+    def image_feeds(self, images):
+        h, w = self._hw()
+        square = abs(h - w) < 8  # document-orientation style: plain resize + ImageNet stats
+        batch = []
+        for _, img, *_ in images:
+            if square:
+                x = normalize_chw(to_bgr_array(img.resize((w, h), resample=2)), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+            else:
+                nw = min(w, max(8, int(round(h * img.width / img.height))))
+                x = np.zeros((3, h, w), np.float32)
+                x[:, :, :nw] = normalize_chw(to_bgr_array(img.resize((nw, h), resample=2)), [0.5] * 3, [0.5] * 3)
+            batch.append(x)
+        return [(f"{len(batch)} rendered lines", {self.info.inputs[0].name: np.stack(batch)})]
+
+    def task_metric(self, ref, out, labels=None):
+        agree = argmax_agreement(self.primary_output(ref), self.primary_output(out))
+        return TaskResult("class agreement", agree, 1.0, agree >= 1.0)

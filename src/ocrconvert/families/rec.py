@@ -1,0 +1,115 @@
+"""CTC text recognition (PP-OCR rec): ``x[N,3,48,W]`` -> ``[N,T,C]`` class probabilities."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+from .base import Family, TaskResult
+from .imaging import SAMPLE_LINES, normalize_chw, render_line, to_bgr_array, transform_op
+
+
+def read_dictionary_file(path: str | Path) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"dictionary file {p} does not exist")
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"dictionary file {p} is not UTF-8 text") from None
+    # dict files ship with LF or CRLF endings; one character (or token) per line
+    return [line.rstrip("\r") for line in text.split("\n") if line.rstrip("\r") != ""]
+
+
+def load_dictionary(config: dict, metadata: dict, dict_file: Path | None) -> list[str] | None:
+    """The character list from, in order: inference.yml, ONNX metadata, a dict file in the folder."""
+    chars = (config or {}).get("PostProcess", {}).get("character_dict")
+    if isinstance(chars, list) and chars:
+        return [str(c) for c in chars]
+    if isinstance(chars, str) and chars and Path(chars).is_file():
+        return read_dictionary_file(chars)
+    meta_chars = (metadata or {}).get("character")
+    if meta_chars:
+        return [c for c in meta_chars.replace("\r\n", "\n").split("\n") if c != ""]
+    if dict_file is not None:
+        return read_dictionary_file(dict_file)
+    return None
+
+
+def ctc_labels(dictionary: list[str], num_classes: int) -> list[str]:
+    """blank + dictionary (+ space when the head has one more class), as PaddleOCR's CTCLabelDecode."""
+    if num_classes == len(dictionary) + 2:
+        return ["<blank>"] + dictionary + [" "]
+    if num_classes == len(dictionary) + 1:
+        return ["<blank>"] + dictionary
+    raise UsageError(
+        f"the dictionary has {len(dictionary)} entries but the model predicts {num_classes} classes",
+        hint="Expected classes = entries + 1 (blank) or + 2 (blank and space). Pass the model's own dictionary with --dict.",
+    )
+
+
+def ctc_greedy_decode(probs: np.ndarray, labels: list[str] | None) -> list[str]:
+    idx = probs.argmax(axis=-1)
+    texts = []
+    for row in idx:
+        keep = [int(c) for i, c in enumerate(row) if c != 0 and (i == 0 or c != row[i - 1])]
+        if labels is None:
+            texts.append(" ".join(str(c) for c in keep))
+        else:
+            texts.append("".join(labels[c] if c < len(labels) else "�" for c in keep))
+    return texts
+
+
+class RecCtcFamily(Family):
+    name = "rec-ctc"
+    task = "rec"
+    random_shapes = ((1, 48, 320), (3, 48, 160), (2, 48, 480))
+
+    def __init__(self, info):
+        super().__init__(info)
+        self._labels = None
+        if info.dictionary is not None and info.outputs:
+            c = info.outputs[0].shape[-1]
+            if isinstance(c, int) and c > 0:
+                self._labels = ctc_labels(info.dictionary, c)
+
+    @property
+    def height(self) -> int:
+        shape = self.info.inputs[0].shape
+        if len(shape) == 4 and isinstance(shape[2], int) and shape[2] > 0:
+            return shape[2]
+        img_shape = (transform_op(self.info.config, "RecResizeImg") or {}).get("image_shape")
+        return int(img_shape[1]) if img_shape else 48
+
+    def synthetic_images(self):
+        known = set(self.info.dictionary or [])
+        lines = [t for t in SAMPLE_LINES if not known or all(ch in known or ch == " " for ch in t)]
+        return [(f"line '{t}'", render_line(t), t) for t in lines]
+
+    def image_feeds(self, images):
+        h = self.height
+        arrays = []
+        for _, img, *_ in images:
+            w = max(16, int(math.ceil(h * img.width / img.height)))
+            resized = img.resize((w, h), resample=3)  # bicubic ~ cv2.INTER_LINEAR closely enough here
+            arrays.append(normalize_chw(to_bgr_array(resized), [0.5] * 3, [0.5] * 3))
+        width = max(a.shape[2] for a in arrays)
+        batch = np.zeros((len(arrays), 3, h, width), np.float32)
+        for i, a in enumerate(arrays):
+            batch[i, :, :, : a.shape[2]] = a
+        return [(f"{len(arrays)} text lines", {self.info.inputs[0].name: batch})]
+
+    def decode(self, outputs) -> list[str]:
+        probs = self.primary_output(outputs)
+        return ctc_greedy_decode(probs, self._labels)
+
+    def task_metric(self, ref, out, labels=None):
+        a, b = self.decode(ref), self.decode(out)
+        same = sum(x == y for x, y in zip(a, b))
+        rate = same / max(len(a), 1)
+        detail = {"source_text": a, "target_text": b}
+        if labels:
+            detail["ground_truth"] = labels
+        return TaskResult("text exact-match", rate, 1.0, rate >= 1.0, detail)

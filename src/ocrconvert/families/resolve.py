@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from ..errors import UsageError
+from .base import Family, GenericFamily, ModelInfo
+from .cls import ClsFamily
+from .det import DetDbFamily
+from .rec import RecCtcFamily
+
+FAMILIES: dict[str, type[Family]] = {
+    f.name: f for f in (RecCtcFamily, DetDbFamily, ClsFamily, GenericFamily)
+}
+_POSTPROCESS = {"CTCLabelDecode": "rec-ctc", "DBPostProcess": "det-db", "ClsPostProcess": "cls"}
+
+
+def get_family(name: str) -> type[Family]:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise UsageError(f"unknown model family {name!r}", hint=f"Choose one of: {', '.join(FAMILIES)}") from None
+
+
+def _guess_from_shapes(info: ModelInfo) -> str:
+    if len(info.inputs) != 1 or not info.outputs:
+        return "generic"
+    x, y = info.inputs[0].shape, info.outputs[0].shape
+    if len(x) != 4:
+        return "generic"
+    if len(y) == 3 and isinstance(y[-1], int) and y[-1] > 2 and len(info.outputs) == 1:
+        return "rec-ctc"
+    if len(y) == 4 and y[1] == 1 and len(info.outputs) == 1:
+        return "det-db"
+    if len(y) == 2 and isinstance(y[-1], int) and 2 <= y[-1] <= 16 and len(info.outputs) == 1:
+        return "cls"
+    return "generic"
+
+
+def resolve_family(info: ModelInfo, override: str | None = None) -> Family:
+    if override:
+        return get_family(override)(info)
+    name = (info.metadata or {}).get("ocrconvert.family")
+    if not name:
+        post = (info.config or {}).get("PostProcess", {}) or {}
+        name = _POSTPROCESS.get(post.get("name", ""))
+    if not name:
+        # by shape; a "character" metadata key alone proves nothing (table/layout models carry one too)
+        name = _guess_from_shapes(info)
+    return FAMILIES.get(name, GenericFamily)(info)

@@ -1,0 +1,109 @@
+"""The JSON sidecar beside every artifact: provenance, every hop, options, versions, parity.
+
+``schema_version`` is bumped on any incompatible change. Sidecar location: ``FOLDER/ocrconvert.json``
+for folder artifacts, ``FILE.ocrconvert.json`` beside file artifacts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from .errors import CorruptModelError, UsageError
+from .formats import MANIFEST_FILE
+
+SCHEMA_VERSION = 1
+_ENV_PACKAGES = ("ocrconvert", "numpy", "onnx", "onnxruntime", "onnxslim", "torch", "onnx2torch",
+                 "paddlepaddle", "paddle2onnx", "transformers", "safetensors", "tensorrt")
+
+
+def manifest_path(artifact_path: Path) -> Path:
+    artifact_path = Path(artifact_path)
+    if artifact_path.is_dir() or artifact_path.suffix == "":
+        return artifact_path / MANIFEST_FILE
+    return artifact_path.with_name(artifact_path.name + ".ocrconvert.json")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_artifact(path: Path) -> str:
+    """Digest of a file, or of a folder's files (names + contents, manifest excluded)."""
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file() and q.name != MANIFEST_FILE):
+        h.update(str(p.relative_to(path)).encode())
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def environment() -> dict:
+    from ._compat import version_of
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": {p: v for p in _ENV_PACKAGES if (v := version_of(p))},
+    }
+
+
+def read_yaml_config(path: Path | None) -> dict:
+    """A model's ``inference.yml`` (PaddleX layout), parsed with ``yaml.safe_load`` only."""
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise CorruptModelError(f"{path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CorruptModelError(f"{path} should hold a mapping, not {type(data).__name__}")
+    return data
+
+
+def new_manifest(source, *, options: dict | None = None) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": {
+            "path": str(Path(source.path).resolve()),
+            "format": source.format.value,
+            "sha256": sha256_artifact(source.path),
+        },
+        "hops": [],
+        "options": options or {},
+        "environment": environment(),
+        "verification": None,
+    }
+
+
+def write_manifest(path: Path, manifest: dict) -> Path:
+    mp = manifest_path(path)
+    tmp = mp.with_name(mp.name + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    tmp.replace(mp)
+    return mp
+
+
+def read_manifest(path: Path) -> dict | None:
+    mp = manifest_path(Path(path))
+    if not mp.is_file():
+        return None
+    try:
+        data = json.loads(mp.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{mp} is not a valid manifest: {exc}") from None
+    return data if isinstance(data, dict) else None

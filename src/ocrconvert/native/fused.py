@@ -1,0 +1,263 @@
+"""Fused inference forms: one conv per rep-layer, BatchNorm folded into convs, learnable affine blocks folded
+into the neighbouring conv where that is exact.  Plain tensor code, no data-dependent control flow, so it
+compiles with ``torch.compile(fullgraph=True)`` and exports with ``torch.export`` / ``torch.onnx`` (dynamo)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_ACT = {"hardswish": F.hardswish, "silu": F.silu, "swish": F.silu, "relu": F.relu, "gelu": F.gelu}
+
+
+def _fold_bn(w: torch.Tensor, b: torch.Tensor | None, bn: nn.BatchNorm2d, transpose: bool = False):
+    std = torch.sqrt(bn.running_var.double() + bn.eps)
+    s = bn.weight.double() / std
+    w2 = w.double() * (s.view(1, -1, 1, 1) if transpose else s.view(-1, 1, 1, 1))
+    b0 = b.double() if b is not None else torch.zeros_like(bn.running_mean, dtype=torch.float64)
+    b2 = (b0 - bn.running_mean.double()) * s + bn.bias.double()
+    return w2, b2
+
+
+def _conv_from(conv: nn.Conv2d, w: torch.Tensor, b: torch.Tensor) -> nn.Conv2d:
+    new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    conv.dilation, conv.groups, bias=True)
+    with torch.no_grad():
+        new.weight.copy_(w.float())
+        new.bias.copy_(b.float())
+    return new
+
+
+def _fold_conv_layer(layer) -> nn.Conv2d:
+    """transformers ConvLayer (convolution + normalization) -> one conv."""
+    w, b = _fold_bn(layer.convolution.weight, layer.convolution.bias, layer.normalization)
+    return _conv_from(layer.convolution, w, b)
+
+
+class FusedRep(nn.Module):
+    def __init__(self, conv: nn.Conv2d, act: str | None, post_scale: float, post_bias: float):
+        super().__init__()
+        self.conv = conv
+        self.act = act
+        self.post_scale = float(post_scale)
+        self.post_bias = float(post_bias)
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.act is not None:
+            x = _ACT[self.act](x)
+            if self.post_scale != 1.0 or self.post_bias != 0.0:
+                x = x * self.post_scale + self.post_bias
+        return x
+
+
+def _rep_to_fused(rep, act_name: str) -> FusedRep:
+    """PPLCNetV3LearnableRepLayer (all branches, any trained state) -> FusedRep (RepVGG-style fusion)."""
+    k = rep.kernel_size
+    ref = rep.conv_symmetric[0].convolution
+    w_sum = torch.zeros(ref.weight.shape, dtype=torch.float64)
+    b_sum = torch.zeros(ref.out_channels, dtype=torch.float64)
+    for branch in rep.conv_symmetric:
+        w, b = _fold_bn(branch.convolution.weight, None, branch.normalization)
+        w_sum += w
+        b_sum += b
+    if rep.conv_small_symmetric is not None:
+        w, b = _fold_bn(rep.conv_small_symmetric.convolution.weight, None, rep.conv_small_symmetric.normalization)
+        p = k // 2
+        w_sum += F.pad(w, [p, p, p, p])
+        b_sum += b
+    if rep.identity is not None:
+        in_per_group = rep.in_channels // rep.groups
+        ident = torch.zeros(ref.weight.shape, dtype=torch.float64)
+        for c in range(rep.in_channels):
+            ident[c, c % in_per_group, k // 2, k // 2] = 1.0
+        w, b = _fold_bn(ident, None, rep.identity)
+        w_sum += w
+        b_sum += b
+    s, lb = float(rep.lab.scale.item()), float(rep.lab.bias.item())
+    conv = _conv_from(ref, w_sum * s, b_sum * s + lb)
+    has_act = rep.stride != 2
+    a_s, a_b = float(rep.act.lab.scale.item()), float(rep.act.lab.bias.item())
+    return FusedRep(conv, act_name if has_act else None, a_s, a_b)
+
+
+def _absorb_input_affine(rep: FusedRep, scale: float, bias: float):
+    """y = conv(scale*x + bias) folded into conv weights; exact for unpadded convs (1x1 pointwise)."""
+    conv = rep.conv
+    assert conv.padding in ((0, 0), 0) and conv.groups == 1
+    with torch.no_grad():
+        w = conv.weight.double()
+        conv.bias.copy_((conv.bias.double() + bias * w.sum(dim=(1, 2, 3))).float())
+        conv.weight.copy_((w * scale).float())
+
+
+class FusedSE(nn.Module):
+    def __init__(self, conv1: nn.Conv2d, conv2: nn.Conv2d):
+        super().__init__()
+        self.conv1, self.conv2 = conv1, conv2
+
+    def forward(self, x):
+        s = F.adaptive_avg_pool2d(x, 1)
+        return x * F.hardsigmoid(self.conv2(F.relu(self.conv1(s))))
+
+
+class FusedBlock(nn.Module):
+    def __init__(self, dw: FusedRep, se: nn.Module | None, pw: FusedRep):
+        super().__init__()
+        self.dw, self.se, self.pw = dw, se, pw
+
+    def forward(self, x):
+        x = self.dw(x)
+        if self.se is not None:
+            x = self.se(x)
+        return self.pw(x)
+
+
+class FusedLCNetV3(nn.Module):
+    def __init__(self, encoder, act_name: str, out_stages: list[int]):
+        super().__init__()
+        self.stem = _fold_conv_layer(encoder.convolution)
+        blocks, ends = [], []
+        for stage in encoder.blocks:
+            for layer in stage.layers:
+                dw = _rep_to_fused(layer.depthwise_convolution, act_name)
+                pw = _rep_to_fused(layer.pointwise_convolution, act_name)
+                se = None
+                if hasattr(layer.squeeze_excitation_module, "convolutions"):
+                    convs = [m for m in layer.squeeze_excitation_module.convolutions if isinstance(m, nn.Conv2d)]
+                    se = FusedSE(copy.deepcopy(convs[0]), copy.deepcopy(convs[1]))
+                elif dw.act is not None:
+                    _absorb_input_affine(pw, dw.post_scale, dw.post_bias)
+                    dw.post_scale, dw.post_bias = 1.0, 0.0
+                blocks.append(FusedBlock(dw, se, pw))
+            ends.append(len(blocks))
+        self.blocks = nn.ModuleList(blocks)
+        self.taps = [ends[s - 1] - 1 for s in out_stages]  # block index after which a stage output is taken
+
+    def forward(self, x):
+        x = self.stem(x)
+        feats = []
+        for i, b in enumerate(self.blocks):
+            x = b(x)
+            if i in self.taps:
+                feats.append(x)
+        return feats
+
+
+class FusedSVTRBlock(nn.Module):
+    def __init__(self, blk, heads: int, act: str):
+        super().__init__()
+        self.ln1, self.ln2 = copy.deepcopy(blk.layer_norm1), copy.deepcopy(blk.layer_norm2)
+        self.qkv, self.proj = copy.deepcopy(blk.self_attn.qkv), copy.deepcopy(blk.self_attn.projection)
+        self.fc1, self.fc2 = copy.deepcopy(blk.mlp.fc1), copy.deepcopy(blk.mlp.fc2)
+        self.heads = heads
+        self.head_dim = self.qkv.in_features // heads
+        self.scale = float(blk.self_attn.scale)
+        self.act = act
+
+    def forward(self, x):
+        b, n, c = x.shape
+        qkv = self.qkv(self.ln1(x)).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        a = torch.softmax((q * self.scale) @ k.transpose(-1, -2), dim=-1) @ v
+        x = x + self.proj(a.transpose(1, 2).reshape(b, n, c))
+        return x + self.fc2(_ACT[self.act](self.fc1(self.ln2(x))))
+
+
+class FusedRec(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        cfg = model.config
+        bcfg = cfg.backbone_config
+        self.backbone = FusedLCNetV3(model.model.backbone.encoder, bcfg.hidden_act, [5])
+        enc = model.head.encoder
+        self.convs = nn.ModuleList(_fold_conv_layer(c) for c in enc.conv_block)
+        self.act = cfg.hidden_act
+        self.blocks = nn.ModuleList(FusedSVTRBlock(b, cfg.num_attention_heads, cfg.hidden_act) for b in enc.svtr_block)
+        self.norm = copy.deepcopy(enc.norm)
+        self.head = copy.deepcopy(model.head.head)
+
+    def forward(self, pixel_values):
+        x = self.backbone(pixel_values)[-1]
+        x = F.avg_pool2d(x, (3, 2))
+        act = _ACT[self.act]
+        z = x
+        h = act(self.convs[1](act(self.convs[0](x))))
+        b, c, hh, ww = h.shape
+        t = h.flatten(2).transpose(1, 2)
+        for blk in self.blocks:
+            t = blk(t)
+        t = self.norm(t)
+        h = t.reshape(b, hh, ww, c).permute(0, 3, 1, 2)
+        h = act(self.convs[2](h))
+        h = act(self.convs[3](torch.cat((z, h), dim=1)))
+        h = act(self.convs[4](h))
+        h = h.squeeze(2).transpose(1, 2)
+        return torch.softmax(self.head(h), dim=2)
+
+
+class FusedDet(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        cfg = model.config
+        bcfg = cfg.backbone_config
+        out_stages = [int(s.replace("stage", "")) for s in bcfg.out_features]
+        self.backbone = FusedLCNetV3(model.model.backbone.encoder, bcfg.hidden_act, out_stages)
+        self.layer = copy.deepcopy(model.model.layer)
+        self.neck = copy.deepcopy(model.model.neck)
+        h = model.head
+        self.conv_down = _conv_from(h.conv_down.convolution, *_fold_bn(h.conv_down.convolution.weight, None, h.conv_down.norm))
+        up = h.conv_up.convolution
+        w, b = _fold_bn(up.weight, up.bias, h.conv_up.norm, transpose=True)
+        self.conv_up = copy.deepcopy(up)
+        with torch.no_grad():
+            self.conv_up.weight.copy_(w.float())
+            self.conv_up.bias.copy_(b.float())
+        self.conv_final = copy.deepcopy(h.conv_final)
+
+    def forward(self, pixel_values):
+        feats = self.backbone(pixel_values)
+        feats = [layer(f) for layer, f in zip(self.layer, feats)]
+        x = self.neck(feats)
+        x = F.relu(self.conv_down(x))
+        x = F.relu(self.conv_up(x))
+        return torch.sigmoid(self.conv_final(x))
+
+
+def _fuse_cls(model) -> nn.Module:
+    from .mobilenetv3_cls import ConvBNAct  # noqa: PLC0415
+
+    m = copy.deepcopy(model)
+    for mod in m.modules():
+        if isinstance(mod, ConvBNAct):
+            w, b = _fold_bn(mod.conv.weight, mod.conv.bias, mod.bn)
+            mod.conv = _conv_from(mod.conv, w, b)
+            mod.bn = nn.Identity()
+    return _ClsWrapper(m)
+
+
+class _ClsWrapper(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.net = m
+
+    def forward(self, pixel_values):
+        return self.net(pixel_values)
+
+
+@torch.no_grad()
+def fuse_model(model) -> nn.Module:
+    mt = model.config.model_type
+    model = model.eval()
+    if mt == "pp_ocrv5_mobile_rec":
+        out = FusedRec(model)
+    elif mt == "pp_ocrv5_mobile_det":
+        out = FusedDet(model)
+    else:
+        out = _fuse_cls(model)
+    for p in out.parameters():
+        p.requires_grad_(False)
+    return out.eval()

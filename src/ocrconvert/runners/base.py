@@ -1,0 +1,76 @@
+"""The runner contract (after Polygraphy): lazy load, then ``infer(feed) -> dict[str, ndarray]``."""
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+
+import numpy as np
+
+from ..errors import UsageError
+from ..families.base import ModelInfo, TensorSpec
+from ..formats import Artifact
+
+log = logging.getLogger(__name__)
+
+
+class Runner:
+    backend = "base"
+
+    def __init__(self, artifact: Artifact):
+        self.artifact = artifact
+
+    # -- subclasses implement -------------------------------------------------------------
+    def _load(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:  # pragma: no cover
+        raise NotImplementedError
+
+    @cached_property
+    def inputs(self) -> list[TensorSpec]:  # pragma: no cover
+        raise NotImplementedError
+
+    @cached_property
+    def outputs(self) -> list[TensorSpec]:  # pragma: no cover
+        raise NotImplementedError
+
+    def metadata(self) -> dict:
+        return {}
+
+    # -- shared ---------------------------------------------------------------------------
+    @cached_property
+    def session(self):
+        return self._load()
+
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [s.name for s in self.outputs]
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [n for n in self.input_names if n not in feed]
+        if missing and len(feed) == len(self.inputs) == 1:
+            feed = {self.input_names[0]: next(iter(feed.values()))}  # single-input models: any name
+        elif missing:
+            raise UsageError(f"missing input(s) {missing}; the model takes {self.input_names}")
+        outs = self._infer({k: np.ascontiguousarray(v) for k, v in feed.items()})
+        return {name: np.asarray(o) for name, o in zip(self.output_names, outs)}
+
+    def info(self) -> ModelInfo:
+        from ..families import load_dictionary
+        from ..manifest import read_yaml_config
+
+        meta = self.metadata()
+        config = read_yaml_config(self.artifact.files.get("config"))
+        if not config and meta.get("ocrconvert.config"):
+            import json
+
+            config = json.loads(meta["ocrconvert.config"])
+        dictionary = load_dictionary(config, meta, self.artifact.files.get("dict"))
+        return ModelInfo(self.inputs, self.outputs, config, dictionary, meta)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.artifact.path})"

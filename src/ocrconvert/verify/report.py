@@ -1,0 +1,71 @@
+"""The parity report: every case, every output, the task metric, one verdict."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..families.base import TaskResult
+from .compare import OutputComparison
+
+
+@dataclass
+class CaseResult:
+    label: str
+    input_shapes: dict[str, list[int]]
+    outputs: list[OutputComparison]
+    task: TaskResult | None = None
+    kind: str = "random"   # random | rendered | image
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outputs) and (self.task is None or self.task.passed)
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "kind": self.kind, "input_shapes": self.input_shapes, "passed": self.passed,
+                "outputs": [o.to_dict() for o in self.outputs], "task": self.task.to_dict() if self.task else None}
+
+
+@dataclass
+class ParityReport:
+    source: str
+    target: str
+    source_backend: str
+    target_backend: str
+    family: str
+    tolerances: dict
+    cases: list[CaseResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.cases) and all(c.passed for c in self.cases)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def worst_max_abs(self) -> float:
+        vals = [o.max_abs for c in self.cases for o in c.outputs if o.max_abs == o.max_abs]
+        return max(vals) if vals else float("nan")
+
+    def task_summary(self) -> str:
+        tasks = [c.task for c in self.cases if c.task is not None]
+        if not tasks:
+            return ""
+        worst = min(tasks, key=lambda t: t.value)
+        return f"{worst.name} min {worst.value:.4g}"
+
+    def summary_line(self) -> str:
+        verdict = "PASSED" if self.passed else "FAILED"
+        failed = sum(not c.passed for c in self.cases)
+        parts = [f"{verdict} | {self.target_backend} vs {self.source_backend} ({self.family})",
+                 f"{len(self.cases) - failed}/{len(self.cases)} cases",
+                 f"max abs {self.worst_max_abs:.3g}"]
+        if self.task_summary():
+            parts.append(self.task_summary())
+        return " | ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "summary": self.summary_line(), "source": self.source, "target": self.target,
+                "source_backend": self.source_backend, "target_backend": self.target_backend, "family": self.family,
+                "tolerances": self.tolerances, "worst_max_abs": self.worst_max_abs, "seconds": round(self.seconds, 3),
+                "cases": [c.to_dict() for c in self.cases]}

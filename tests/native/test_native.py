@@ -1,0 +1,193 @@
+"""Native PyTorch route: recognition, complete mapping, parity with Paddle inference, fusion, training,
+export.  Inputs are small (2-core CI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from ocrconvert.native import NativeMappingError, convert_to_transformers, load_native, recognise, trainable_module
+
+from _native_models import SHAPES, TASKS, require_model
+
+ATOL = 1e-4
+ALL = ["v4_det", "v4_rec", "v2_cls", "v5_det", "v5_rec"]
+
+
+def _input(key: str, seed: int = 0) -> np.ndarray:
+    # standard normal ~ the scale of normalised images ((x - 0.5) / 0.5), keeps det maps away from 0
+    return np.random.default_rng(seed).standard_normal(SHAPES[key]).astype(np.float32)
+
+
+@pytest.mark.paddle
+@pytest.mark.parametrize("key", ALL)
+def test_recognise(key, tmp_path):
+    src = require_model(key)
+    # the folder name carries no information: recognise from a renamed copy
+    anon = tmp_path / "model_x"
+    anon.mkdir()
+    for f in src.iterdir():
+        if f.is_file():
+            os.symlink(f, anon / f.name)
+    spec = recognise(anon)
+    assert spec is not None
+    assert spec.task == TASKS[key]
+    assert spec.architecture in {"pp_ocrv5_mobile_rec", "pp_ocrv5_mobile_det", "ppocr_mobilenetv3_cls"}
+    if key.endswith("rec"):
+        assert spec.config["backbone_config"]["scale"] == 0.95
+        assert spec.config["layer_norm_eps"] == 1e-5
+        assert spec.config["ocrconvert_final_norm_eps"] == 1e-6
+
+
+@pytest.mark.paddle
+@pytest.mark.parametrize("key", ALL)
+def test_parity_with_paddle(key, converted):
+    from ocrconvert.native.paddle_graph import run_paddle_inference
+
+    src = require_model(key)
+    folder = converted(key)
+    x = _input(key)
+    ref = run_paddle_inference(src, x)
+    for fused in (False, True):
+        m = load_native(folder, fused=fused)
+        with torch.no_grad():
+            y = m(torch.from_numpy(x)).numpy()
+        assert y.shape == ref.shape
+        err = float(np.abs(y - ref).max())
+        assert err <= ATOL, f"{key} fused={fused}: max abs {err}"
+
+
+@pytest.mark.paddle
+def test_saved_folder_is_standard_transformers(converted):
+    from transformers import AutoConfig, AutoModel, PPOCRV5MobileRecForTextRecognition
+
+    folder = converted("v5_rec")
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    assert AutoConfig.from_pretrained(folder).model_type == "pp_ocrv5_mobile_rec"
+    m = PPOCRV5MobileRecForTextRecognition.from_pretrained(folder)
+    assert AutoModel.from_pretrained(folder) is not None
+    meta = json.loads((folder / "ocrconvert_native.json").read_text())
+    assert meta["report"]["complete"] and not meta["report"]["unset_target"]
+    # trainable form: 1035 tensors; the Paddle inference export holds 234
+    assert len(m.state_dict()) == 1035
+
+
+@pytest.mark.paddle
+def test_wrong_square_linear_orientation_is_caught(converted, tmp_path):
+    """Transposing a square Linear (the 120x120 attention projection) keeps every shape valid; the parity check
+    against Paddle must catch it."""
+    from safetensors.torch import load_file, save_file
+
+    from ocrconvert.native.paddle_graph import run_paddle_inference
+
+    key = "v4_rec"
+    src = require_model(key)
+    folder = tmp_path / "bad"
+    shutil.copytree(converted(key), folder)
+    sd = load_file(folder / "model.safetensors")
+    name = "head.encoder.svtr_block.0.self_attn.projection.weight"
+    assert sd[name].shape[0] == sd[name].shape[1]
+    sd[name] = sd[name].t().contiguous()
+    save_file(sd, folder / "model.safetensors", metadata={"format": "pt"})
+    x = _input(key)
+    ref = run_paddle_inference(src, x)
+    with torch.no_grad():
+        good = load_native(converted(key), fused=False)(torch.from_numpy(x)).numpy()
+        bad = load_native(folder, fused=False)(torch.from_numpy(x)).numpy()
+    assert np.abs(good - ref).max() <= ATOL
+    assert np.abs(bad - ref).max() > 10 * ATOL
+
+
+def test_linear_weight_is_transposed_by_type_even_when_square():
+    from ocrconvert.native.layers import Rec
+    from ocrconvert.native.mapping import MappingReport, WeightWriter
+    from ocrconvert.native.paddle_graph import Op
+
+    lin = torch.nn.Linear(4, 4)
+    w = np.arange(16, dtype=np.float32).reshape(4, 4)  # Paddle layout [in, out]
+    b = np.arange(4, dtype=np.float32)
+    rec = Rec("linear", Op(0, "matmul", [], [], {}), "x", "y", {"weight": "w", "bias": "b"}, {"transpose_y": False})
+    writer = WeightWriter(lin, {"w": w, "b": b}, MappingReport("t", "t"))
+    writer.linear(lin, rec)
+    writer.finish({"w", "b"})
+    assert torch.equal(lin.weight, torch.from_numpy(w.T.copy()))
+    x = torch.randn(3, 4)
+    assert torch.allclose(lin(x), x @ torch.from_numpy(w) + torch.from_numpy(b))
+
+
+@pytest.mark.paddle
+def test_incomplete_mapping_raises(monkeypatch, tmp_path):
+    from ocrconvert.native import mobilenetv3_cls
+
+    src = require_model("v2_cls")
+    orig = mobilenetv3_cls.fill_cls
+
+    def skip_fc(w, model, parsed):
+        stem, recs, last, fc = parsed
+        orig(w, model, (stem, recs, last, None))
+
+    monkeypatch.setattr(mobilenetv3_cls.WeightWriter, "linear", lambda self, lin, rec: None)
+    with pytest.raises(NativeMappingError, match="unmapped|unset"):
+        convert_to_transformers(src, tmp_path / "a")
+    report = convert_to_transformers(src, tmp_path / "b", allow_partial=True)
+    assert not report.complete
+    assert "fc.weight" in report.unset_target and any(s.startswith("fc") for s in report.unmapped_source)
+
+
+@pytest.mark.paddle
+def test_training_form_trains(converted):
+    folder = converted("v5_det")
+    m = trainable_module(folder)
+    m.train()
+    x = torch.randn(2, 3, 64, 64)
+    out = m(x).last_hidden_state
+    loss = out.mean()
+    loss.backward()
+    rep = m.model.backbone.encoder.blocks[1].layers[0].depthwise_convolution
+    # the main branch and the neutralised training branches all receive gradients
+    assert rep.conv_symmetric[0].convolution.weight.grad.abs().sum() > 0
+    assert rep.conv_symmetric[1].convolution.weight.grad.abs().sum() > 0
+    assert rep.lab.scale.grad is not None
+
+
+@pytest.mark.paddle
+@pytest.mark.parametrize("key", ["v5_rec", "v5_det", "v2_cls"])
+def test_fused_export_and_compile(key, converted):
+    m = load_native(converted(key), fused=True)
+    n, c, h, w = SHAPES[key]
+    x = torch.randn(2, c, h, w)
+    dims = {0: torch.export.Dim("batch", min=1, max=64), 3: torch.export.Dim.DYNAMIC}
+    if TASKS[key] == "det":
+        dims[2] = torch.export.Dim.DYNAMIC
+    ep = torch.export.export(m, (x,), dynamic_shapes={"pixel_values": dims})
+    x2 = torch.randn(3, c, h if TASKS[key] != "det" else h - 64, w + 32)
+    with torch.no_grad():
+        ref = m(x2)
+        assert torch.allclose(ep.module()(x2), ref, atol=1e-5)
+        compiled = torch.compile(m, fullgraph=True, backend="eager", dynamic=True)
+        assert torch.allclose(compiled(x2), ref, atol=1e-5)
+
+
+@pytest.mark.paddle
+def test_fused_onnx_dynamo_export(converted, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript", reason="torch.onnx dynamo export needs onnxscript")
+    import onnxruntime as ort
+
+    m = load_native(converted("v2_cls"), fused=True)
+    x = torch.randn(2, 3, 48, 192)
+    path = tmp_path / "cls.onnx"
+    torch.onnx.export(
+        m, (x,), str(path), dynamo=True, input_names=["pixel_values"],
+        dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch", min=1, max=64), 3: torch.export.Dim.DYNAMIC}},
+    )
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x2 = torch.randn(3, 3, 48, 160)
+    y = sess.run(None, {sess.get_inputs()[0].name: x2.numpy()})[0]
+    with torch.no_grad():
+        assert np.abs(y - m(x2).numpy()).max() < 1e-5
