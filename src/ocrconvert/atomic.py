@@ -48,9 +48,18 @@ def staging(target: Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _normal_permissions(root: Path) -> None:
+    """mkdtemp makes 0700 folders; give the output the modes a plain write would (umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in [root, *root.rglob("*")]:
+        p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 def commit_dir(staged: Path, target: Path) -> None:
     """Replace ``target`` folder by ``staged`` (same file system, so each rename is atomic)."""
     target = Path(target)
+    _normal_permissions(staged)
     if target.exists():
         old = target.with_name(f".{target.name}.old")
         shutil.rmtree(old, ignore_errors=True)
@@ -64,6 +73,7 @@ def commit_dir(staged: Path, target: Path) -> None:
 def commit_files(staged: Path, target_dir: Path) -> None:
     """Move every file of ``staged`` into ``target_dir``; the model file last-but-one, manifest last."""
     target_dir.mkdir(parents=True, exist_ok=True)
+    _normal_permissions(staged)
     files = sorted(staged.iterdir(), key=lambda p: p.name.endswith(".ocrconvert.json"))
     for p in files:
         os.replace(p, target_dir / p.name)

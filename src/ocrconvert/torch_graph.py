@@ -59,10 +59,10 @@ def read_graph_artifact(folder: Path):
     missing = []
     for init in desc.graph.initializer:
         arr = weights.get(init.name)
-        if arr is None or list(arr.shape) != list(init.dims):
+        if arr is None or arr.size != int(np.prod(init.dims)):
             missing.append(init.name)
             continue
-        init.CopyFrom(numpy_helper.from_array(arr, init.name))
+        init.CopyFrom(numpy_helper.from_array(arr.reshape(tuple(init.dims)), init.name))  # 0-d kept as 0-d
     if missing:
         raise CorruptModelError(
             f"{len(missing)} weight(s) missing or of the wrong shape in {folder / WEIGHTS_FILE}: {', '.join(missing[:5])}"

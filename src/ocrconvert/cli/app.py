@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message=".*ccache.*")  # paddle's import-time noise
+    warnings.filterwarnings("ignore", category=UserWarning, module="onnx2torch")
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     as_json = "--json" in args

@@ -26,7 +26,7 @@ def run_conversion(source, output, *, target, route=None, options=None, no_verif
     if as_json:
         emit_json(result.to_dict())
     else:
-        if result.report:
+        if result.report is not None:
             print_report(result.report)
         out.print(f"wrote {result.artifact.path} ({result.artifact.format.value}) via {' -> '.join(result.route)}")
         err.print(f"manifest: {result.manifest_path}", highlight=False)

@@ -8,8 +8,15 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.table import Table
 
-out = Console(soft_wrap=True)              # results
-err = Console(stderr=True, soft_wrap=True)  # logs, progress, errors
+def _console(stderr: bool) -> Console:
+    c = Console(stderr=stderr, soft_wrap=True)
+    if not c.is_terminal:  # logs and CI: wide enough that tables do not fold
+        c = Console(stderr=stderr, soft_wrap=True, width=200)
+    return c
+
+
+out = _console(False)  # results
+err = _console(True)   # logs, progress, errors
 
 
 def emit_json(data) -> None:

@@ -204,7 +204,7 @@ def parse_cls(seq: LayerSequence):
         "pool_stride": [int(v) for v in mp.attrs["strides"]],
         "se_reduction": reductions.pop() if reductions else 4,
         "num_labels_out": int(fc.op.in_shapes[1][1]),
-        "bn_eps": float(next(iter(e for e in eps if e is not None))),
+        "bn_eps": float(f"{next(iter(e for e in eps if e is not None)):.7g}"),
     }
     return cfg, (stem, recs, last, fc)
 

@@ -21,6 +21,10 @@ class Tolerances:
     atol: float | dict[str, float] | None = None
     rtol: float | dict[str, float] | None = None
     min_cosine: float | None = None
+    # Real and rendered images push activations into steep regions (sigmoid edges of text), where
+    # fp32 reordering alone moves outputs ~1e-4..1e-3; there the task metric is the judge, and the
+    # numeric bound is this factor looser. Random inputs keep the strict bound.
+    image_factor: float = 10.0
 
     def __post_init__(self):
         if self.precision not in DEFAULTS:
@@ -33,13 +37,15 @@ class Tolerances:
             return float(value.get(name, value.get("", default)))
         return float(value)
 
-    def for_output(self, name: str) -> tuple[float, float, float]:
+    def for_output(self, name: str, image: bool = False) -> tuple[float, float, float]:
         atol, rtol, cos = DEFAULTS[self.precision]
-        return (self._pick(self.atol, name, atol), self._pick(self.rtol, name, rtol),
+        k = self.image_factor if image else 1.0
+        return (k * self._pick(self.atol, name, atol), k * self._pick(self.rtol, name, rtol),
                 self.min_cosine if self.min_cosine is not None else cos)
 
     def to_dict(self) -> dict:
-        return {"precision": self.precision, "atol": self.atol, "rtol": self.rtol, "min_cosine": self.min_cosine}
+        return {"precision": self.precision, "atol": self.atol, "rtol": self.rtol, "min_cosine": self.min_cosine,
+                "image_factor": self.image_factor}
 
 
 @dataclass
@@ -72,8 +78,9 @@ class OutputComparison:
         return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
 
 
-def compare_arrays(name: str, ref: np.ndarray, out: np.ndarray, tol: Tolerances, target_name: str = "") -> OutputComparison:
-    atol, rtol, min_cos = tol.for_output(name)
+def compare_arrays(name: str, ref: np.ndarray, out: np.ndarray, tol: Tolerances, target_name: str = "",
+                   image: bool = False) -> OutputComparison:
+    atol, rtol, min_cos = tol.for_output(name, image)
     res = OutputComparison(name, tuple(ref.shape), atol=atol, rtol=rtol, min_cosine=min_cos, target_name=target_name)
     if ref.shape != out.shape:
         res.problem = f"shape {tuple(out.shape)} != source {tuple(ref.shape)}"
