@@ -23,7 +23,7 @@ app = typer.Typer(
 for module in (convert, verify, inspect, routes):
     module.register(app)
 app.add_typer(zoo.app, name="zoo")
-for name in ("batch", "bench", "gpu"):
+for name in ("batch", "bench", "gpu", "trt"):
     try:  # command groups added by later modules register themselves when present
         __import__(f"ocrconvert.cli.{name}", fromlist=["register"]).register(app)
     except ModuleNotFoundError:
