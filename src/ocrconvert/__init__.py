@@ -27,7 +27,7 @@ def convert(source, output, *, target: str, **kwargs):
 
 def verify(source, target, **kwargs):
     """Compare ``target`` with ``source`` on random and rendered inputs; returns a ``ParityReport``."""
-    from .verify import verify_artifacts
+    from .verification import verify_artifacts
 
     return verify_artifacts(source, target, **kwargs)
 

@@ -19,7 +19,7 @@ from .atomic import commit_dir, commit_files, staging
 from .errors import MissingDependencyError, UnsupportedModelError, UnsupportedOpsError
 from .formats import Artifact, Format, detect
 from .manifest import manifest_path, new_manifest, read_manifest, sha256_artifact, write_manifest
-from .verify import ParityReport, Tolerances, verify_artifacts
+from .verification import ParityReport, Tolerances, verify_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,9 @@ def convert(
                 "seconds": round(time.perf_counter() - t0, 3),
                 **({"mapping_report": current.meta["mapping_report"]} if "mapping_report" in current.meta else {}),
             })
+            for key in ("engine", "model_metadata"):  # facts only the converter knows (TensorRT build, source metadata)
+                if key in current.meta:
+                    manifest[key] = current.meta[key]
         native_extra = _finish_native(src, current) if current.format is Format.TORCH_NATIVE else None
         report = None
         if verify:

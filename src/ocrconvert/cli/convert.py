@@ -17,7 +17,7 @@ SourceArg = Annotated[Path, typer.Argument(help="Source model: Paddle folder, .o
 def run_conversion(source, output, *, target, route=None, options=None, no_verify=False, images=None, atol=None,
                    rtol=None, family=None, dictionary=None, as_json=False, seed=0) -> int:
     from ..pipeline import convert
-    from ..verify import Tolerances
+    from ..verification import Tolerances
 
     tol = Tolerances(atol=parse_tolerance(atol, "--atol"), rtol=parse_tolerance(rtol, "--rtol"))
     with progress(not as_json) as say:

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
                no_rendered: Annotated[bool, typer.Option("--no-rendered", help="Skip the rendered text images.")] = False,
                json: JsonOpt = False, debug: DebugOpt = False) -> int:
         """Compare TARGET with SOURCE: numeric errors per output and OCR-level agreement. Exit 6 on failure."""
-        from ..verify import Tolerances, verify_artifacts
+        from ..verification import Tolerances, verify_artifacts
 
         tol = Tolerances(precision=precision, atol=parse_tolerance(atol, "--atol"), rtol=parse_tolerance(rtol, "--rtol"))
         with progress(not json) as say:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -35,7 +36,9 @@ class PaddleToOnnx:
         files = source.files
         cmd = [sys.executable, "-m", "ocrconvert.converters._paddle2onnx_worker",
                str(files["program"]), str(files["params"]), str(dest), str(opset)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
+        # paddle2onnx picks its program reader from FLAGS_*; a caller's PIR flags break legacy programs
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGS_")}
+        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=env,
                               timeout=int(options.get("timeout") or 1800))
         log.debug("paddle2onnx output:\n%s%s", proc.stdout, proc.stderr)
         text = proc.stdout + proc.stderr

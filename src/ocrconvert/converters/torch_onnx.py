@@ -16,16 +16,33 @@ log = logging.getLogger(__name__)
 
 
 def example_inputs(runner):
-    """One concrete input per model input, sized from the family's first random case."""
+    """One concrete input per model input from the family's random cases, batch > 1 preferred:
+    exporters specialise a dimension traced at size 1 into a constant."""
     from ..families import resolve_family
 
     family = resolve_family(runner.info())
-    _, feed = family.random_feeds(seed=0)[0]
+    feeds = [f for _, f in family.random_feeds(seed=0)]
+    feed = next((f for f in feeds if all(v.shape[0] > 1 for v in f.values() if v.ndim)), feeds[0])
     return family, feed
 
 
 def dynamic_axes(specs) -> dict[str, dict[int, str]]:
     return {s.name: {i: f"{s.name}_d{i}" for i in s.dynamic_axes} for s in specs if s.dynamic_axes}
+
+
+def _check_still_dynamic(specs, model) -> None:
+    """Tracing turns data-dependent shapes (Reshape targets from ``.tolist()``) into constants; then
+    onnxslim pins the I/O dims too. Refuse such an export rather than ship a fixed-shape model."""
+    from ..onnx_io import graph_inputs
+
+    got = {s.name: s for s in graph_inputs(model)}
+    baked = [f"{s.name}[{i}]" for s in specs for i in s.dynamic_axes
+             if s.name in got and isinstance(got[s.name].shape[i], int) and got[s.name].shape[i] > 0]
+    if baked:
+        raise ConversionError(
+            f"the exported ONNX fixed dynamic dimension(s) {', '.join(baked)}: the PyTorch graph computes "
+            "shapes from data, which tracing bakes into constants",
+            hint="Export a native artifact (`paddle2torch --route native`) instead, or use the source ONNX.")
 
 
 @register_converter("torch", "onnx", "torch2onnx", requires=("torch",),
@@ -75,6 +92,7 @@ class TorchToOnnx:
             from .onnx_torch import slim
 
             model = slim(model)
+        _check_still_dynamic(runner.inputs, model)
         carry_metadata(model, runner.info(), f"{source.format.value}:{source.path.name}")
         try:
             onnx.checker.check_model(model, full_check=True)

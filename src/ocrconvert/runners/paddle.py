@@ -15,7 +15,6 @@ log = logging.getLogger(__name__)
 
 def import_paddle_inference():
     os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("FLAGS_enable_pir_in_executor", "1")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         require("paddle", "running Paddle inference")

@@ -1,0 +1,74 @@
+"""Shared fixtures: real zoo models (downloaded once into $OCRCONVERT_CACHE), markers that skip
+with the reason when an optional stack is absent."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+warnings.filterwarnings("ignore", message=".*ccache.*")
+
+_NEEDS = {
+    "paddle": ("paddle", "paddlepaddle is not installed (pip install 'ocrconvert[paddle]')"),
+    "torch": ("onnx2torch", "torch/onnx2torch are not installed (pip install 'ocrconvert[torch]')"),
+    "native": ("transformers", "transformers is not installed (pip install 'ocrconvert[native]')"),
+    "tensorrt": ("tensorrt", "TensorRT is not installed on this machine"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    have_gpu = None
+    for item in items:
+        for mark, (module, why) in _NEEDS.items():
+            if mark in item.keywords and importlib.util.find_spec(module) is None:
+                item.add_marker(pytest.mark.skip(reason=why))
+        if "gpu" in item.keywords:
+            if have_gpu is None:
+                try:
+                    import torch
+
+                    have_gpu = torch.cuda.is_available()
+                except ImportError:
+                    have_gpu = False
+            if not have_gpu:
+                item.add_marker(pytest.mark.skip(reason="no CUDA GPU on this machine"))
+
+
+@pytest.fixture(scope="session")
+def zoo():
+    """``zoo(name) -> Path``: a real model folder from the pinned zoo (cached across runs)."""
+    from ocrconvert.zoo import pull
+
+    cache: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            cache[name] = pull(name)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run the real CLI in a child process; returns CompletedProcess (exit code + both streams)."""
+
+    def run(*args, check=None, timeout=600):
+        env = dict(os.environ, PYTHONWARNINGS="ignore", COLUMNS="200")
+        proc = subprocess.run([sys.executable, "-m", "ocrconvert", *map(str, args)], capture_output=True,
+                              text=True, env=env, timeout=timeout, cwd=tmp_path)
+        if check is not None:
+            assert proc.returncode == check, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        return proc
+
+    return run
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Anything a failed run may have left: partial staging folders or outputs."""
+    return sorted(p.name for p in Path(folder).iterdir())
