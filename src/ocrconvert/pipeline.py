@@ -148,6 +148,17 @@ def convert(
             say("verifying against the original source")
             report = verify_artifacts(reference, current, images=images, tolerances=tolerances, family=family,
                                       dictionary=dictionary, progress=lambda lbl: say(f"verify: {lbl}"))
+            if current.format is Format.TORCH_NATIVE:
+                # ocrconvert.load runs the fused form; the saved folder is the trainable form: prove both
+                from .runners.torch import TorchNativeRunner
+
+                unfused = verify_artifacts(reference, current, images=images, tolerances=tolerances, family=family,
+                                           dictionary=dictionary, target_runner=TorchNativeRunner(current, fused=False),
+                                           progress=lambda lbl: say(f"verify (trainable form): {lbl}"))
+                report.target_backend = "torch-native (fused)"
+                unfused.target_backend = "torch-native (trainable)"
+                manifest["verification_trainable_form"] = unfused.to_dict()
+                report.extra_reports.append(unfused)
         final_path = output if not file_mode and target not in FILE_TARGETS else (
             output if file_mode else output / current.path.name)
         manifest["artifact"] = {"path": str(final_path.resolve()), "format": current.format.value,

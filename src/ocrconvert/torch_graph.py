@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ._compat import require
-from .errors import CorruptModelError, UnsupportedOpsError
+from .errors import CorruptModelError, UnsupportedModelError, UnsupportedOpsError
 from .formats import TORCH_GRAPH_FILE, WEIGHTS_FILE
 
 
@@ -95,5 +95,8 @@ def build_module(model):
     bad = unsupported_ops(model)
     if bad:
         raise UnsupportedOpsError(bad, target="PyTorch (onnx2torch)")
-    module = onnx2torch.convert(model)
+    try:
+        module = onnx2torch.convert(model)
+    except NotImplementedError as exc:  # an attribute combination onnx2torch lacks (e.g. auto_pad at stride > 1)
+        raise UnsupportedModelError(f"onnx2torch cannot convert this model: {exc}") from None
     return module.eval()

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .options import DebugOpt, JsonOpt
@@ -28,7 +29,7 @@ def register(app: typer.Typer) -> None:
         t = Table("io", "name", "shape", "dtype", title_justify="left")
         for kind in ("inputs", "outputs"):
             for s in d.get(kind, []):
-                t.add_row(kind[:-1], s["name"], "[" + ", ".join(str(x) for x in s["shape"]) + "]", s["dtype"])
+                t.add_row(kind[:-1], escape(s["name"]), escape("[" + ", ".join(str(x) for x in s["shape"]) + "]"), s["dtype"])
         out.print(t)
         if d.get("ops"):
             out.print("  ops: " + ", ".join(f"{k}×{v}" for k, v in d["ops"].items()))

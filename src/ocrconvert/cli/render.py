@@ -47,7 +47,8 @@ def report_table(report) -> Table:
 
 
 def print_report(report) -> None:
-    out.print(report_table(report))
+    for r in [report, *report.extra_reports]:
+        out.print(report_table(r))
     for case in report.cases:
         if case.task and case.task.detail.get("ground_truth") and case.kind == "rendered":
             src = case.task.detail["source_text"]

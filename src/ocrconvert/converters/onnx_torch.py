@@ -29,6 +29,33 @@ def slim(model):
     return out
 
 
+def explicit_same_pads(model):
+    """onnx2torch lacks auto_pad=SAME_*; at stride 1 the pads do not depend on the input size, so write them out."""
+    from onnx import helper
+
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "MaxPool", "AveragePool"):
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        mode = helper.get_attribute_value(attrs["auto_pad"]).decode() if "auto_pad" in attrs else "NOTSET"
+        kernel = list(helper.get_attribute_value(attrs["kernel_shape"])) if "kernel_shape" in attrs else None
+        if mode not in ("SAME_UPPER", "SAME_LOWER") or kernel is None:
+            continue
+        strides = list(helper.get_attribute_value(attrs["strides"])) if "strides" in attrs else [1] * len(kernel)
+        if any(s != 1 for s in strides):
+            continue  # size-dependent pads: left to onnx2torch, which reports it
+        dil = list(helper.get_attribute_value(attrs["dilations"])) if "dilations" in attrs else [1] * len(kernel)
+        total = [d * (k - 1) for k, d in zip(kernel, dil)]
+        small = [t // 2 for t in total]
+        begin = small if mode == "SAME_UPPER" else [t - s for t, s in zip(total, small)]
+        end = [t - b for t, b in zip(total, begin)]
+        node.attribute.remove(attrs["auto_pad"])
+        if "pads" in attrs:
+            node.attribute.remove(attrs["pads"])
+        node.attribute.append(helper.make_attribute("pads", begin + end))
+    return model
+
+
 @register_converter("onnx", "torch", "onnx2torch", requires=("torch", "onnx2torch", "onnxslim"),
                     description="onnxslim + onnx2torch; graph description + safetensors (no pickle)")
 class OnnxToTorchGraph:
@@ -45,7 +72,7 @@ class OnnxToTorchGraph:
         from ..torch_graph import build_module, write_graph_artifact
 
         require("torch")
-        model = slim(load_onnx(source.files["model"]))
+        model = explicit_same_pads(slim(load_onnx(source.files["model"])))
         build_module(model)  # proves onnx2torch can build it before anything is written
         dest.mkdir(parents=True, exist_ok=True)
         write_graph_artifact(model, dest)

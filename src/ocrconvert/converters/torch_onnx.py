@@ -67,7 +67,9 @@ class TorchToOnnx:
         axes = dynamic_axes(runner.inputs)
         axes.update(dynamic_axes(runner.outputs))
         errors = []
-        for dynamo in (False, True):
+        # native modules export cleanly through torch.export (dynamo); onnx2torch graphs only by tracing
+        order = (True, False) if source.format is Format.TORCH_NATIVE else (False, True)
+        for dynamo in order:
             try:
                 buf = io.StringIO()
                 with redirect_stdout(buf), redirect_stderr(buf), torch.no_grad():

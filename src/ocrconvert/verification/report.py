@@ -34,17 +34,17 @@ class ParityReport:
     tolerances: dict
     cases: list[CaseResult] = field(default_factory=list)
     seconds: float = 0.0
+    extra_reports: list["ParityReport"] = field(default_factory=list)  # e.g. a second form of the same artifact
 
     @property
     def passed(self) -> bool:
-        return bool(self.cases) and all(c.passed for c in self.cases)
+        return bool(self.cases) and all(c.passed for c in self.cases) and all(r.passed for r in self.extra_reports)
 
     def __bool__(self) -> bool:
         return self.passed
 
-    @property
-    def worst_max_abs(self) -> float:
-        vals = [o.max_abs for c in self.cases for o in c.outputs if o.max_abs == o.max_abs]
+    def worst_max_abs(self, kind: str | None = "random") -> float:
+        vals = [o.max_abs for c in self.cases if kind is None or c.kind == kind for o in c.outputs if o.max_abs == o.max_abs]
         return max(vals) if vals else float("nan")
 
     def task_summary(self) -> str:
@@ -56,10 +56,11 @@ class ParityReport:
 
     def summary_line(self) -> str:
         verdict = "PASSED" if self.passed else "FAILED"
-        failed = sum(not c.passed for c in self.cases)
+        cases = self.cases + [c for r in self.extra_reports for c in r.cases]
+        failed = sum(not c.passed for c in cases)
         parts = [f"{verdict} | {self.target_backend} vs {self.source_backend} ({self.family})",
-                 f"{len(self.cases) - failed}/{len(self.cases)} cases",
-                 f"max abs {self.worst_max_abs:.3g}"]
+                 f"{len(cases) - failed}/{len(cases)} cases",
+                 f"max abs random {self.worst_max_abs('random'):.3g}, images {self.worst_max_abs(None):.3g}"]
         if self.task_summary():
             parts.append(self.task_summary())
         return " | ".join(parts)
@@ -67,5 +68,7 @@ class ParityReport:
     def to_dict(self) -> dict:
         return {"passed": self.passed, "summary": self.summary_line(), "source": self.source, "target": self.target,
                 "source_backend": self.source_backend, "target_backend": self.target_backend, "family": self.family,
-                "tolerances": self.tolerances, "worst_max_abs": self.worst_max_abs, "seconds": round(self.seconds, 3),
-                "cases": [c.to_dict() for c in self.cases]}
+                "tolerances": self.tolerances, "worst_max_abs_random": self.worst_max_abs("random"),
+                "worst_max_abs": self.worst_max_abs(None), "seconds": round(self.seconds, 3),
+                "cases": [c.to_dict() for c in self.cases],
+                **({"extra_reports": [r.to_dict() for r in self.extra_reports]} if self.extra_reports else {})}

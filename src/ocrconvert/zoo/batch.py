@@ -734,7 +734,7 @@ def _worker(job_file: Path, result_path: Path) -> int:
         result = {"exit_code": int(ExitCode.OK if res.passed else ExitCode.PARITY_FAILED),
                   "artifact": str(res.artifact.path), "manifest": str(res.manifest_path), "route": res.route,
                   "summary": rep.summary_line() if rep else None,
-                  "worst_max_abs": float(rep.worst_max_abs) if rep else None}
+                  "worst_max_abs": float(rep.worst_max_abs("random")) if rep else None}
         if rep and not res.passed:
             result["error"] = {"error": "ParityError", "message": rep.summary_line(), "exit_code": 6,
                                "hint": "See the verification table in the manifest."}
