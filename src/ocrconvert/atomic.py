@@ -33,10 +33,13 @@ def staging(target: Path):
     target = Path(target)
     check_writable(target)
     parent = target.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
+    created = [p for p in (parent, *parent.parents) if not p.exists()]  # removed again on failure
+    tmp, done = None, False
     try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
         yield tmp
+        done = True
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise ConversionError(f"no space left on the device while writing {target}",
@@ -45,7 +48,14 @@ def staging(target: Path):
             raise UsageError(f"cannot write {target}: {exc.strerror}", hint="Choose another output location.") from None
         raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not done:
+            for d in created:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
 
 
 def _normal_permissions(root: Path) -> None:

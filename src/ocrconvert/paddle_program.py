@@ -135,6 +135,25 @@ def read_pir(path: Path) -> PaddleProgram:
     return PaddleProgram(inputs, outputs, ops, params)
 
 
+_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int64": 8, "int32": 4, "int16": 2,
+             "int8": 1, "uint8": 1, "bool": 1}
+
+
+def check_params_size(artifact: Artifact, program: PaddleProgram) -> None:
+    """A truncated .pdiparams makes Paddle abort deep inside C++; catch it from the declared shapes first."""
+    params = artifact.files.get("params")
+    if params is None:
+        return
+    need = sum(int(np.prod(shape)) * _ITEMSIZE.get(dtype, 1)
+               for shape, dtype in program.params.values() if all(d > 0 for d in shape))
+    have = params.stat().st_size
+    if have < need:
+        raise CorruptModelError(f"{params} is truncated: {have:,} bytes, but the program's parameters need "
+                                f"at least {need:,}")
+
+
 def read_program(artifact: Artifact) -> PaddleProgram:
     prog = artifact.files["program"]
-    return read_pir(prog) if artifact.format is Format.PADDLE_PIR else read_legacy(prog)
+    program = read_pir(prog) if artifact.format is Format.PADDLE_PIR else read_legacy(prog)
+    check_params_size(artifact, program)
+    return program

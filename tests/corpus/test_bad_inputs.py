@@ -383,7 +383,7 @@ CASES = [
     Case("pdmodel-empty", pdmodel_empty, UNSUPPORTED, "is empty", P),
     Case("pdmodel-garbage", pdmodel_garbage, UNSUPPORTED, "Paddle program", P),
     Case("pdiparams-missing", pdiparams_missing, UNSUPPORTED, "no matching .pdiparams", P),
-    Case("pdiparams-truncated", pdiparams_truncated, UNSUPPORTED, "pdiparams", P),
+    Case("pdiparams-truncated", pdiparams_truncated, UNSUPPORTED, "is truncated", P),
     Case("pdiparams-empty", pdiparams_empty, UNSUPPORTED, "is empty", P),
     Case("pir-json-truncated", pir_json_truncated, UNSUPPORTED, "not a valid Paddle PIR program", P),
     Case("pir-json-wrong-shape", pir_json_wrong_shape, UNSUPPORTED, "not a valid Paddle PIR program", P),

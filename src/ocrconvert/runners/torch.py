@@ -113,4 +113,11 @@ class TorchNativeRunner(_TorchRunner):
         _torch()
         from ..native import load_native
 
-        return load_native(self.artifact.path, fused=self.fused).eval().to(self.device)
+        from safetensors import SafetensorError
+
+        try:
+            return load_native(self.artifact.path, fused=self.fused).eval().to(self.device)
+        except SafetensorError as exc:  # e.g. a pickle saved under the safetensors name: refused, never unpickled
+            from ..errors import CorruptModelError
+
+            raise CorruptModelError(f"{self.artifact.path / 'model.safetensors'} is not a valid safetensors file: {exc}") from None

@@ -1,0 +1,78 @@
+import pytest
+
+from ocrconvert import registry
+from ocrconvert.formats import Artifact, Format
+
+
+def test_duplicate_key_raises():
+    @registry.register_converter("unit-a", "unit-b", "dup-test")
+    class A:
+        pass
+
+    with pytest.raises(ValueError, match="already registered"):
+        @registry.register_converter("unit-a", "unit-b", "dup-test")
+        class B:
+            pass
+
+    registry._REGISTRY.pop(registry.ConverterKey("unit-a", "unit-b", "dup-test"))
+
+
+def test_paddle_to_torch_has_a_direct_native_route_and_a_two_hop_graph_route():
+    routes = registry.plan_routes("paddle", "torch")
+    names = [[s.key.name for s in r] for r in routes]
+    assert ["paddle2onnx", "onnx2torch"] in names
+    assert ["native"] in names
+    assert names.index(["native"]) < names.index(["paddle2onnx", "onnx2torch"]) or not all(
+        s.available for s in routes[names.index(["native"])])
+
+
+def test_prefer_filters_routes_and_unknown_target_is_unsupported():
+    graph = registry.plan_routes("paddle", "torch", prefer="onnx2torch")
+    assert [[s.key.name for s in r] for r in graph] == [["paddle2onnx", "onnx2torch"]]
+    from ocrconvert.errors import UnsupportedModelError
+
+    art = Artifact(__import__("pathlib").Path("x.onnx"), Format.ONNX)
+    with pytest.raises(UnsupportedModelError):
+        registry.plan(art, "no-such-format")
+
+
+def test_broken_plugin_is_reported_not_fatal(monkeypatch):
+    class EP:
+        name = "bad-plugin"
+
+        def load(self):
+            raise ImportError("No module named 'nowhere'")
+
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "_BROKEN_PLUGINS", {})
+    import importlib.metadata as md
+
+    monkeypatch.setattr(md, "entry_points", lambda group=None: [EP()] if group == registry.ENTRY_POINT_GROUP else [])
+    # the built-in converters are registered already; loading again must not raise duplicates
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ocrconvert.converters", sys.modules["ocrconvert.converters"])
+    assert "bad-plugin" in registry.broken_plugins()
+    assert "nowhere" in registry.broken_plugins()["bad-plugin"]
+
+
+def test_plugin_converter_registers_through_entry_point(monkeypatch):
+    class Plugin:
+        def check(self, source, options):
+            return []
+
+    class EP:
+        name = "good-plugin"
+
+        def load(self):
+            registry.register_converter("onnx", "unit-target", "plugin-conv")(Plugin)
+
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "_BROKEN_PLUGINS", {})
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    import importlib.metadata as md
+
+    monkeypatch.setattr(md, "entry_points", lambda group=None: [EP()] if group == registry.ENTRY_POINT_GROUP else [])
+    routes = registry.plan_routes("onnx", "unit-target")
+    assert [[s.key.name for s in r] for r in routes] == [["plugin-conv"]]
