@@ -51,7 +51,10 @@ def describe(path) -> dict:
         out["opset"] = opset(model)
         out["producer"] = f"{model.producer_name} {model.producer_version}".strip()
         if art.format is Format.ONNX:
-            out["parameters"] = int(sum(int(np.prod(i.dims)) for i in model.graph.initializer))
+            # Paddle-exported ONNX keeps weights in Constant nodes rather than initializers: count both
+            consts = [a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
+            out["parameters"] = int(sum(int(np.prod(t.dims)) for t in [*model.graph.initializer, *consts]
+                                        if len(t.dims) > 0 and np.prod(t.dims) > 1))
         else:
             out["parameters"] = _safetensors_count(art.files["weights"])
         from .runners import runner_for

@@ -189,20 +189,20 @@ def trainable_module(folder: Path) -> nn.Module:
     if mt == "pp_ocrv5_mobile_rec":
         from transformers import PPOCRV5MobileRecForTextRecognition  # noqa: PLC0415
 
-        model = PPOCRV5MobileRecForTextRecognition.from_pretrained(folder)
+        model = PPOCRV5MobileRecForTextRecognition.from_pretrained(folder, use_safetensors=True)  # never a pickle
         eps = getattr(model.config, "ocrconvert_final_norm_eps", None)
         if eps is not None:
             model.head.encoder.norm.eps = float(eps)
     elif mt == "pp_ocrv5_mobile_det":
         from transformers import PPOCRV5MobileDetForObjectDetection  # noqa: PLC0415
 
-        model = PPOCRV5MobileDetForObjectDetection.from_pretrained(folder)
+        model = PPOCRV5MobileDetForObjectDetection.from_pretrained(folder, use_safetensors=True)  # never a pickle
     else:
         from .mobilenetv3_cls import MODEL_TYPE, PPOCRMobileNetV3ClsModel  # noqa: PLC0415
 
         if mt != MODEL_TYPE:
             raise NativeMappingError(f"{folder}: unsupported model_type {mt}")
-        model = PPOCRMobileNetV3ClsModel.from_pretrained(folder)
+        model = PPOCRMobileNetV3ClsModel.from_pretrained(folder, use_safetensors=True)  # never a pickle
     model.eval()
     return model
 
