@@ -21,6 +21,7 @@ class Format(str, Enum):
     TORCH_NATIVE = "torch-native"    # transformers-style folder: config.json + model.safetensors
     TORCH_AOT = "torch-aot"          # AOTInductor package (.pt2)
     TENSORRT = "tensorrt"            # serialized engine
+    REFERENCE = "reference"          # recorded source inputs + outputs (.npz, no pickle)
 
     @property
     def family(self) -> str:
@@ -110,6 +111,8 @@ def detect(path: str | Path) -> Artifact:
                 return art
         if suffix in (".engine", ".plan", ".trt"):
             return Artifact(p, Format.TENSORRT, {"engine": _need_nonempty(p)})
+        if suffix == ".npz":
+            return Artifact(p, Format.REFERENCE, {"reference": _need_nonempty(p)})
         if suffix == ".pt2":
             return Artifact(p, Format.TORCH_AOT, {"package": _need_nonempty(p)})
         if suffix in (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"):
@@ -131,6 +134,8 @@ def detect(path: str | Path) -> Artifact:
             cfg = json.loads((p / "config.json").read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CorruptModelError(f"{p / 'config.json'} is not valid JSON: {exc}") from None
+        if not isinstance(cfg, dict):
+            raise CorruptModelError(f"{p / 'config.json'} should hold a JSON object, not {type(cfg).__name__}")
         files = {"config_json": p / "config.json", "weights": _need_nonempty(p / WEIGHTS_FILE)}
         _side_files(p, files)
         return Artifact(p, Format.TORCH_NATIVE, files, {"model_type": cfg.get("model_type")})

@@ -128,8 +128,8 @@ def read_pir(path: Path) -> PaddleProgram:
 
     try:
         walk(blocks)
-    except (AttributeError, TypeError, IndexError) as exc:
-        raise CorruptModelError(f"{path} has an unexpected PIR layout: {exc}") from None
+    except (AttributeError, TypeError, IndexError, KeyError, ValueError) as exc:
+        raise CorruptModelError(f"{path} has an unexpected PIR layout: {type(exc).__name__} {exc}") from None
     if not inputs or not outputs:
         raise CorruptModelError(f"{path} declares no inputs or outputs")
     return PaddleProgram(inputs, outputs, ops, params)

@@ -18,6 +18,7 @@ from . import registry
 from .atomic import commit_dir, commit_files, staging
 from .errors import MissingDependencyError, UnsupportedModelError, UnsupportedOpsError
 from .formats import Artifact, Format, detect
+from .runners import runner_for
 from .manifest import manifest_path, new_manifest, read_manifest, sha256_artifact, write_manifest
 from .verification import ParityReport, Tolerances, verify_artifacts
 
@@ -100,16 +101,22 @@ def convert(
     source, output, *, target: str, route: str | None = None, verify: bool = True,
     options: dict | None = None, images=None, tolerances: Tolerances | None = None,
     family: str | None = None, dictionary=None, progress: Callable[[str], None] | None = None,
+    reference=None,
 ) -> ConversionResult:
+    """``reference``: a recorded reference (``ocrconvert reference``) to verify against instead of
+    re-running the original source (e.g. on a GPU box without Paddle)."""
     options = dict(options or {})
     say = progress or (lambda msg: None)
     src = source if isinstance(source, Artifact) else detect(source)
-    reference = original_source(src)
+    reference = detect(reference) if reference is not None else original_source(src)
     output = Path(output)
     chosen = _choose_route(src, target, route, options)
     names = [s.key.name for s in chosen]
     file_mode = target in FILE_TARGETS and output.suffix == FILE_TARGETS[target]
     manifest = new_manifest(reference, options=options)
+    if reference.format is Format.REFERENCE:  # provenance is the model the reference was recorded from
+        manifest["verified_against"] = manifest["source"]
+        manifest["source"] = runner_for(reference).header["source"]
     if reference is not src:
         manifest["input"] = {"path": str(src.path.resolve()), "format": src.format.value}
 
@@ -131,7 +138,7 @@ def convert(
                     raise UnsupportedModelError("; ".join(found))
             say(f"{spec.key.source} -> {spec.key.target} ({spec.key.name})")
             t0 = time.perf_counter()
-            current = conv.convert(current, dest, options)
+            previous, current = current, conv.convert(current, dest, options)
             manifest["hops"].append({
                 "converter": spec.key.name, "from": spec.key.source, "to": spec.key.target,
                 "tool": getattr(conv, "tool", spec.key.name),
@@ -139,7 +146,7 @@ def convert(
                 "seconds": round(time.perf_counter() - t0, 3),
                 **({"mapping_report": current.meta["mapping_report"]} if "mapping_report" in current.meta else {}),
             })
-            for key in ("engine", "model_metadata"):  # facts only the converter knows (TensorRT build, source metadata)
+            for key in ("engine", "aot", "model_metadata"):  # facts only the converter knows (TensorRT build, source metadata)
                 if key in current.meta:
                     manifest[key] = current.meta[key]
         native_extra = _finish_native(src, current) if current.format is Format.TORCH_NATIVE else None
@@ -165,6 +172,9 @@ def convert(
                                 "sha256": sha256_artifact(current.path)}
         if native_extra:
             manifest.update(native_extra)
+        elif current.format is Format.TORCH_AOT:  # a compiled package does not describe itself
+            manifest["io"] = _io_specs(previous)
+            manifest.setdefault("model_metadata", runner_for(previous).metadata())
         else:
             manifest["io"] = _io_specs(current)
         manifest["verification"] = report.to_dict() if report else None

@@ -22,7 +22,7 @@ ENTRY_POINT_GROUP = "ocrconvert.converters"
 NODE_OF = {
     Format.PADDLE_LEGACY: "paddle", Format.PADDLE_PIR: "paddle", Format.ONNX: "onnx",
     Format.TORCH_GRAPH: "torch", Format.TORCH_NATIVE: "torch", Format.TORCH_AOT: "torch-aot",
-    Format.TENSORRT: "tensorrt",
+    Format.TENSORRT: "tensorrt", Format.REFERENCE: "reference",
 }
 
 

@@ -15,14 +15,15 @@ SourceArg = Annotated[Path, typer.Argument(help="Source model: Paddle folder, .o
 
 
 def run_conversion(source, output, *, target, route=None, options=None, no_verify=False, images=None, atol=None,
-                   rtol=None, family=None, dictionary=None, as_json=False, seed=0) -> int:
+                   rtol=None, family=None, dictionary=None, as_json=False, seed=0, precision="fp32", reference=None) -> int:
     from ..pipeline import convert
     from ..verification import Tolerances
 
-    tol = Tolerances(atol=parse_tolerance(atol, "--atol"), rtol=parse_tolerance(rtol, "--rtol"))
+    tol = Tolerances(precision=precision, atol=parse_tolerance(atol, "--atol"), rtol=parse_tolerance(rtol, "--rtol"))
     with progress(not as_json) as say:
         result = convert(source, output, target=target, route=route, verify=not no_verify, options=options or {},
-                         images=images, tolerances=tol, family=family, dictionary=dictionary, progress=say)
+                         images=images, tolerances=tol, family=family, dictionary=dictionary, progress=say,
+                         reference=reference)
     if as_json:
         emit_json(result.to_dict())
     else:

@@ -12,6 +12,8 @@ from .render import emit_json, print_report, progress
 
 
 def register(app: typer.Typer) -> None:
+    register_reference(app)
+
     @app.command("verify")
     def verify(source: Annotated[Path, typer.Argument(help="The ORIGINAL model (reference).")],
                target: Annotated[Path, typer.Argument(help="The converted artifact to check.")],
@@ -31,3 +33,27 @@ def register(app: typer.Typer) -> None:
         else:
             print_report(report)
         return int(ExitCode.OK if report.passed else ExitCode.PARITY_FAILED)
+
+
+def register_reference(app: typer.Typer) -> None:
+    @app.command("reference")
+    def reference(source: Annotated[Path, typer.Argument(help="The ORIGINAL model to record.")],
+                  output: Annotated[Path, typer.Option("-o", "--output", help="Reference file (.npz).")],
+                  images: ImagesOpt = None, family: FamilyOpt = None, dictionary: DictOpt = None, seed: SeedOpt = 0,
+                  json: JsonOpt = False, debug: DebugOpt = False) -> int:
+        """Record SOURCE's outputs on the verification inputs, to verify against later where SOURCE cannot run."""
+        from ..errors import UsageError
+        from ..verification import record_reference
+
+        if output.suffix != ".npz":
+            raise UsageError("the reference file must end in .npz")
+        with progress(not json) as say:
+            path = record_reference(source, output, images=images, family=family, dictionary=dictionary, seed=seed,
+                                    progress=say)
+        if json:
+            emit_json({"reference": str(path)})
+        else:
+            from .render import out
+
+            out.print(f"wrote {path}")
+        return 0

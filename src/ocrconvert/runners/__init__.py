@@ -28,6 +28,10 @@ def runner_for(artifact: Artifact, **kwargs) -> Runner:
         from .aot import AotRunner
 
         return AotRunner(artifact, **kwargs)
+    if fmt is Format.REFERENCE:
+        from .reference import ReferenceRunner
+
+        return ReferenceRunner(artifact)
     if fmt is Format.TENSORRT:
         from ..converters.onnx_trt import TensorRTRunner
 

@@ -612,6 +612,8 @@ def _collect(r: _Running, state_dir: Path) -> None:
                                 "hint": f"See the job log {r.record.log}.", "exit_code": 5}}
     r.result_path.unlink(missing_ok=True)
     (state_dir / f"{r.job.id}.job.json").unlink(missing_ok=True)
+    if result.get("status") in ("timeout", "crashed"):
+        _clean_leftovers(r.job)  # a killed job never ran its own cleanup
     _finish(r.record, r.job, result, seconds)
     if r.record.ok:
         _atomic_write(state_dir / f"{r.job.id}.json", json.dumps(r.record.to_dict(), indent=2))

@@ -1,0 +1,31 @@
+"""GPU deployment commands that need no TensorRT: ``aot-build``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .convert import SourceArg, run_conversion
+from .options import AtolOpt, DebugOpt, ImagesOpt, JsonOpt, NoVerifyOpt, RtolOpt
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("aot-build")
+    def aot_build(source: SourceArg,
+                  output: Annotated[Path, typer.Option("-o", "--output", help="Package path (.pt2).")],
+                  fp16: Annotated[bool, typer.Option("--fp16", help="fp16 inside, fp32 I/O (CUDA only).")] = False,
+                  device: Annotated[Optional[str], typer.Option("--device", help="cuda | cpu (default: cuda when present)")] = None,
+                  reference: Annotated[Optional[Path], typer.Option("--reference", help="Recorded reference (.npz) to verify against instead of the source model.")] = None,
+                  autotune: Annotated[bool, typer.Option("--autotune", help="Inductor max-autotune (slow build).")] = False,
+                  no_verify: NoVerifyOpt = False, images: ImagesOpt = None, atol: AtolOpt = None, rtol: RtolOpt = None,
+                  json: JsonOpt = False, debug: DebugOpt = False) -> int:
+        """Native PyTorch model (or Paddle folder, via the native route) -> AOTInductor package, verified."""
+        from ..errors import UsageError
+
+        if output.suffix != ".pt2":
+            raise UsageError("the AOTInductor package must end in .pt2", hint="e.g. -o det.pt2")
+        return run_conversion(source, output, target="torch-aot", route="aot-build",
+                              options={"fp16": fp16, "device": device, "autotune": autotune}, no_verify=no_verify,
+                              images=images, atol=atol, rtol=rtol, as_json=json,
+                              precision="fp16" if fp16 else "fp32", reference=reference)
