@@ -2,10 +2,6 @@ import pytest
 from _native_models import require_model
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "paddle: needs paddlepaddle and the real Paddle inference models")
-
-
 @pytest.fixture(scope="session")
 def converted(tmp_path_factory):
     """Convert each model at most once per session."""
