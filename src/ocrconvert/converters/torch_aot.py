@@ -17,13 +17,13 @@ def export_dims(family: str, rank: int):
     """torch.export Dims for the family's dynamic axes (batch, width; det also height)."""
     from torch.export import Dim
 
-    batch = Dim("batch", min=1, max=256)
+    batch = Dim("batch", min=1, max=512)
     if rank != 4:
         return {0: batch}
-    if family == "det-db":  # DB det needs sides divisible by 32
-        return {0: batch, 2: 32 * Dim("h32", min=1, max=128), 3: 32 * Dim("w32", min=1, max=128)}
-    if family == "rec-ctc":
-        return {0: batch, 3: 8 * Dim("w8", min=2, max=1024)}
+    if family == "det-db":  # DB det: sides divisible by 32 (the FPN adds upsampled maps), at least 64
+        return {0: batch, 2: 32 * Dim("h32", min=2, max=256), 3: 32 * Dim("w32", min=2, max=256)}
+    if family == "rec-ctc":  # any width whose sequence has > 1 step (export derives the bound, ~13)
+        return {0: batch, 3: Dim.DYNAMIC}
     return {0: batch}
 
 
@@ -94,7 +94,8 @@ class TorchToAot:
         except Exception as exc:  # noqa: BLE001
             raise ConversionError(f"AOTInductor compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
         art = Artifact(dest, Format.TORCH_AOT, {"package": dest})
-        art.meta["aot"] = {"device": device, "fp16": fp16, "dynamic_dims": {str(k): str(v) for k, v in dims.items()},
+        art.meta["aot"] = {"device": device, "fp16": fp16,
+                           "dynamic_ranges": {str(k): str(v) for k, v in ep.range_constraints.items()},
                            "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None}
         return art
 

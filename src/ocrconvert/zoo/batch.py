@@ -59,6 +59,7 @@ MODEL_KEYS = JOB_KEYS | {"model", "name", "targets"}
 TARGET_KEYS = JOB_KEYS | {"target"}
 EXPECT_KEYS = {"exit_code", "unsupported_ops", "message"}
 DEFAULT_TIMEOUT = 900.0
+_PARALLEL = 1  # jobs run at once by the current run_batch (sizes each child's thread pools)
 
 
 class BatchConfigError(UsageError):
@@ -484,8 +485,9 @@ def run_batch(config: BatchConfig, *, jobs: int = 1, resume: bool = False, timeo
 
     ``on_event(kind, record)`` is called with ``start``, ``done`` (after a run) or ``skip`` (resumed).
     """
+    global _PARALLEL
     emit = on_event or (lambda kind, rec: None)
-    jobs = max(1, int(jobs))
+    jobs = _PARALLEL = max(1, int(jobs))
     report_dir = Path(report_dir).resolve() if report_dir else config.report_dir
     state_dir = config.output / STATE_DIR
     logs_dir = report_dir / "logs"
@@ -588,6 +590,10 @@ def _start(job: JobSpec, rec: JobRecord, src: Path, timeout: float, state_dir: P
     log_file.write(f"# ocrconvert batch job {job.id}: {job.model} -> {job.target}\n")
     log_file.flush()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # parallel jobs share the cores: without this each one spawns a thread per core and they thrash
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, _PARALLEL)))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, threads)
     proc = subprocess.Popen([sys.executable, "-m", "ocrconvert.zoo.batch", str(job_file), str(result_path)],
                             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
