@@ -64,6 +64,7 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason=
 @needs_torch
 @needs_paddle
 @needs_proc
+@pytest.mark.paddle
 def test_sigkill_mid_run_then_resume(tmp_path, zoo_model):
     from ocrconvert.zoo.batch import STATE_DIR, load_config, verified_on_disk
 

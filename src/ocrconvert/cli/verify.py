@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -20,14 +20,21 @@ def register(app: typer.Typer) -> None:
                images: ImagesOpt = None, atol: AtolOpt = None, rtol: RtolOpt = None, precision: PrecisionOpt = "fp32",
                family: FamilyOpt = None, dictionary: DictOpt = None, seed: SeedOpt = 0,
                no_rendered: Annotated[bool, typer.Option("--no-rendered", help="Skip the rendered text images.")] = False,
+               device: Annotated[Optional[str], typer.Option("--device", help="PyTorch target: run it on cpu or cuda.")] = None,
+               half: Annotated[bool, typer.Option("--half", help="PyTorch target: run it in fp16 (fp32 I/O).")] = False,
+               compile_mode: Annotated[Optional[str], typer.Option("--compile", help="PyTorch target: torch.compile mode (default, reduce-overhead, max-autotune).")] = None,
                json: JsonOpt = False, debug: DebugOpt = False) -> int:
         """Compare TARGET with SOURCE: numeric errors per output and OCR-level agreement. Exit 6 on failure."""
         from ..verification import Tolerances, verify_artifacts
 
+        from ..verification.run import torch_target_runner
+
         tol = Tolerances(precision=precision, atol=parse_tolerance(atol, "--atol"), rtol=parse_tolerance(rtol, "--rtol"))
+        runner = torch_target_runner(target, device=device, half=half, compile=compile_mode)
         with progress(not json) as say:
             report = verify_artifacts(source, target, images=images, rendered=not no_rendered, tolerances=tol,
-                                      family=family, dictionary=dictionary, seed=seed, progress=say)
+                                      family=family, dictionary=dictionary, seed=seed, progress=say,
+                                      target_runner=runner)
         if json:
             emit_json(report.to_dict())
         else:

@@ -81,6 +81,20 @@ def verify_artifacts(
     return report
 
 
+def torch_target_runner(target, *, device: str | None = None, half: bool = False, compile: str | None = None):
+    """A PyTorch runner configured as deployed (device, fp16, torch.compile), or None for the default."""
+    from ..errors import UsageError
+    from ..formats import Format
+
+    if device is None and not half and not compile:
+        return None
+    art = _as_artifact(target)
+    if art.format not in (Format.TORCH_GRAPH, Format.TORCH_NATIVE):
+        raise UsageError("--device/--half/--compile apply to PyTorch targets only",
+                         hint=f"{art.path} is {art.format.value}.")
+    return runner_for(art, device=device or "cpu", half=half, compile=compile)
+
+
 def record_reference(source, output: str | Path, *, images=None, rendered: bool = True, family: str | None = None,
                      dictionary=None, seed: int = 0, progress: Callable[[str], None] | None = None) -> Path:
     """Run the verification inputs through ``source`` once and save inputs + outputs (``.npz``)."""

@@ -104,7 +104,8 @@ class JobSpec:
         """What changes the artifact or its verdict (part of the resume fingerprint)."""
         return {"target": self.target, "opset": self.opset, "atol": self.atol, "rtol": self.rtol,
                 "precision": self.precision, "family": self.family, "allow_partial": self.allow_partial,
-                "dict": _file_digest(self.dict), "images": _dir_digest(self.images)}
+                "dict": _file_digest(self.dict), "images": _dir_digest(self.images),
+                "expect": asdict(self.expect) if self.expect else None}
 
 
 @dataclass
