@@ -57,7 +57,8 @@ def _rss_peak_mb() -> float | None:
     return None
 
 
-def _variants(path: Path, device: str, compile_: bool) -> list[tuple[str, Callable[[], Callable]]]:
+def _variants(path: Path, device: str, compile_: bool, half: bool = False,
+              compile_mode: str = "default") -> list[tuple[str, Callable[[], Callable]]]:
     """(label, factory) pairs; each factory returns ``call(x)`` taking an input on the right device."""
     from .runners import runner_for
 
@@ -71,16 +72,18 @@ def _variants(path: Path, device: str, compile_: bool) -> list[tuple[str, Callab
             return lambda x: r.infer({r.input_names[0]: x})
         return make
 
-    def torch_module(module_fn, compiled=False):
+    def torch_module(module_fn, compiled=False, fp16=False):
         def make():
             import torch
 
             m = module_fn().eval().to(device)
+            if fp16:
+                m = m.half()
             if compiled:
-                m = torch.compile(m, fullgraph=True, dynamic=False)
+                m = torch.compile(m, fullgraph=True, dynamic=False, mode=compile_mode)
             def call(x):
                 with torch.inference_mode():
-                    return m(x)
+                    return m(x.half() if fp16 else x)
             return call
         return make
 
@@ -103,8 +106,13 @@ def _variants(path: Path, device: str, compile_: bool) -> list[tuple[str, Callab
         out.append((f"native eager trainable ({name})", torch_module(lambda: load_native(art.path, fused=False))))
         out.append((f"native eager fused ({name})", torch_module(lambda: load_native(art.path, fused=True))))
         if compile_:
-            out.append((f"native fused compiled ({name})",
+            out.append((f"native fused compiled[{compile_mode}] ({name})",
                         torch_module(lambda: load_native(art.path, fused=True), compiled=True)))
+        if half:
+            out.append((f"native fused fp16 ({name})", torch_module(lambda: load_native(art.path, fused=True), fp16=True)))
+            if compile_:
+                out.append((f"native fused fp16 compiled[{compile_mode}] ({name})",
+                            torch_module(lambda: load_native(art.path, fused=True), compiled=True, fp16=True)))
     elif art.format is Format.TORCH_AOT:
         from .runners.aot import AotRunner
 
@@ -143,7 +151,7 @@ def _family_shape(paths: list[Path]) -> tuple[int, ...]:
 
 
 def run_bench(paths: list[str | Path], *, shape: tuple[int, ...] | None = None, device: str = "cpu", runs: int = 20,
-              warmup: int = 3, compile_: bool = True, seed: int = 0,
+              warmup: int = 3, compile_: bool = True, seed: int = 0, half: bool = False, compile_mode: str = "default",
               progress: Callable[[str], None] | None = None) -> list[BenchResult]:
     paths = [Path(p) for p in paths]
     if not paths:
@@ -152,7 +160,7 @@ def run_bench(paths: list[str | Path], *, shape: tuple[int, ...] | None = None, 
     x_np = np.random.default_rng(seed).uniform(-1, 1, size=shape).astype(np.float32)
     results: list[BenchResult] = []
     for p in paths:
-        for label, make in _variants(p, device, compile_):
+        for label, make in _variants(p, device, compile_, half, compile_mode):
             if progress:
                 progress(f"bench {label}")
             res = BenchResult(label, str(p), shape)

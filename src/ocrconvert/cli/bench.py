@@ -33,13 +33,15 @@ def register(app: typer.Typer) -> None:
               runs: Annotated[int, typer.Option("--runs", min=1)] = 20,
               warmup: Annotated[int, typer.Option("--warmup", min=0)] = 3,
               no_compile: Annotated[bool, typer.Option("--no-compile", help="Skip torch.compile variants.")] = False,
+              compile_mode: Annotated[str, typer.Option("--compile-mode", help="torch.compile mode: default, reduce-overhead, max-autotune")] = "default",
+              half: Annotated[bool, typer.Option("--half", help="Add fp16 variants of the native PyTorch model.")] = False,
               json: JsonOpt = False, debug: DebugOpt = False) -> int:
         """Median latency, throughput, peak memory and ratios of every backend, measured side by side."""
         from ..bench import run_bench
 
         with progress(not json) as say:
             results = run_bench(artifacts, shape=_shape(shape), device=device, runs=runs, warmup=warmup,
-                                compile_=not no_compile, progress=say)
+                                compile_=not no_compile, half=half, compile_mode=compile_mode, progress=say)
         if json:
             emit_json([r.to_dict() for r in results])
             return 0
