@@ -78,7 +78,9 @@ def _variants(path: Path, device: str, compile_: bool, half: bool = False,
 
             m = module_fn().eval().to(device)
             if fp16:
-                m = m.half()
+                from .native.fused import half_precision
+
+                m = half_precision(m)
             if compiled:
                 m = torch.compile(m, fullgraph=True, dynamic=False, mode=compile_mode)
             def call(x):

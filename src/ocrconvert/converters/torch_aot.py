@@ -46,7 +46,9 @@ def build_module(source: Artifact, fp16: bool, device: str):
 
         def __init__(self, inner, half: bool):
             super().__init__()
-            self.inner = inner.half() if half else inner
+            from ..native.fused import half_precision
+
+            self.inner = half_precision(inner) if half else inner
             self.half_ = half
 
         def forward(self, x):

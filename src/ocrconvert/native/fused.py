@@ -200,6 +200,10 @@ class FusedRec(nn.Module):
 
 
 class FusedDet(nn.Module):
+    # kept in fp32 by half_precision(): the head's transposed convs and sigmoid decide the map's edges,
+    # where fp16 rounding flips binarized pixels
+    FP32_PARTS = ("conv_down", "conv_up", "conv_final")
+
     def __init__(self, model):
         super().__init__()
         cfg = model.config
@@ -222,7 +226,7 @@ class FusedDet(nn.Module):
         feats = self.backbone(pixel_values)
         feats = [layer(f) for layer, f in zip(self.layer, feats)]
         x = self.neck(feats)
-        x = F.relu(self.conv_down(x))
+        x = F.relu(self.conv_down(x.to(self.conv_down.weight.dtype)))
         x = F.relu(self.conv_up(x))
         return torch.sigmoid(self.conv_final(x))
 
@@ -261,3 +265,11 @@ def fuse_model(model) -> nn.Module:
     for p in out.parameters():
         p.requires_grad_(False)
     return out.eval()
+
+
+def half_precision(module: nn.Module) -> nn.Module:
+    """fp16 weights, except the parts a model lists in ``FP32_PARTS`` (cast back to fp32 there)."""
+    module = module.half()
+    for name in getattr(module, "FP32_PARTS", ()):
+        getattr(module, name).float()
+    return module

@@ -37,7 +37,9 @@ class _TorchRunner(Runner):
             torch.backends.cudnn.allow_tf32 = False
         module = module.eval().to(self.device)
         if self.half:
-            module = module.half()
+            from ..native.fused import half_precision
+
+            module = half_precision(module)
         if self.compile_mode:
             module = torch.compile(module, fullgraph=True, mode=self.compile_mode)
         return module
