@@ -139,6 +139,8 @@ def convert(
             say(f"{spec.key.source} -> {spec.key.target} ({spec.key.name})")
             t0 = time.perf_counter()
             previous, current = current, conv.convert(current, dest, options)
+            if current.format is Format.TORCH_NATIVE:  # also for an intermediate hop: later hops need its I/O
+                native_extra = _finish_native(src, current)
             manifest["hops"].append({
                 "converter": spec.key.name, "from": spec.key.source, "to": spec.key.target,
                 "tool": getattr(conv, "tool", spec.key.name),
@@ -149,12 +151,14 @@ def convert(
             for key in ("engine", "aot", "model_metadata"):  # facts only the converter knows (TensorRT build, source metadata)
                 if key in current.meta:
                     manifest[key] = current.meta[key]
-        native_extra = _finish_native(src, current) if current.format is Format.TORCH_NATIVE else None
         report = None
         if verify:
             say("verifying against the original source")
+            # a package we just built is trusted before its manifest exists (its loader runs native code)
+            built = runner_for(current, trust=True) if current.format is Format.TORCH_AOT else None
             report = verify_artifacts(reference, current, images=images, tolerances=tolerances, family=family,
-                                      dictionary=dictionary, progress=lambda lbl: say(f"verify: {lbl}"))
+                                      dictionary=dictionary, target_runner=built,
+                                      progress=lambda lbl: say(f"verify: {lbl}"))
             if current.format is Format.TORCH_NATIVE:
                 # ocrconvert.load runs the fused form; the saved folder is the trainable form: prove both
                 from .runners.torch import TorchNativeRunner
@@ -170,7 +174,7 @@ def convert(
             output if file_mode else output / current.path.name)
         manifest["artifact"] = {"path": str(final_path.resolve()), "format": current.format.value,
                                 "sha256": sha256_artifact(current.path)}
-        if native_extra:
+        if current.format is Format.TORCH_NATIVE:
             manifest.update(native_extra)
         elif current.format is Format.TORCH_AOT:  # a compiled package does not describe itself
             manifest["io"] = _io_specs(previous)

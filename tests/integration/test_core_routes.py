@@ -95,13 +95,15 @@ def test_artifacts_accept_other_batch_and_width(converted):
         np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
 
 
-def test_rec_dictionary_travels_into_onnx_metadata(converted):
+def test_dictionary_travels_into_onnx_metadata_for_recognition_only(converted):
     name, src, onnx_res, _, p2t = converted
-    if MODELS[name][0] != "rec-ctc":
-        pytest.skip("recognition models only carry a dictionary")
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(onnx_res.artifact.path)).metadata_props}
+    assert meta["ocrconvert.family"] == MODELS[name][0]
+    if MODELS[name][0] != "rec-ctc":
+        assert "character" not in meta  # only recognition models carry a dictionary
+        return
     n_classes = 6625 if name == "ppocrv4-rec" else 18385
     assert len(meta["character"].split("\n")) + 2 == n_classes
     assert ocrconvert.load(p2t.artifact.path).info().dictionary is not None

@@ -61,6 +61,14 @@ def test_aot_package_on_cpu_from_a_paddle_folder_verified_against_a_recorded_ref
     assert man["aot"]["device"] == "cpu" and man["io"]["inputs"][0]["name"] == "x"
     out = ocrconvert.load(tmp_path / "cls.pt2").infer({"x": np.zeros((5, 3, 48, 192), np.float32)})
     assert list(out.values())[0].shape == (5, 2)
+    # loading a .pt2 runs its native code: one without ocrconvert's matching manifest is refused
+    import shutil
+
+    from ocrconvert.errors import UnsupportedModelError
+
+    shutil.copy(tmp_path / "cls.pt2", tmp_path / "stranger.pt2")
+    with pytest.raises(UnsupportedModelError, match="native code"):
+        ocrconvert.load(tmp_path / "stranger.pt2").infer({"x": np.zeros((1, 3, 48, 192), np.float32)})
 
 
 def test_reference_only_answers_recorded_inputs(zoo, tmp_path):
@@ -72,3 +80,14 @@ def test_reference_only_answers_recorded_inputs(zoo, tmp_path):
     assert rep.passed and len(rep.cases) == 2
     with pytest.raises(UsageError, match="not recorded"):
         ocrconvert.load(ref).infer({"x": np.ones((1, 3, 48, 192), np.float32)})
+
+
+def test_bench_runs_every_backend_on_the_same_input(zoo, native_rec, tmp_path):
+    from ocrconvert.bench import run_bench
+
+    res = run_bench([zoo("ppocrv4-rec-onnx"), native_rec.artifact.path], shape=(2, 3, 48, 160), runs=2, warmup=1,
+                    compile_=False)
+    labels = [r.variant.split(" (")[0] for r in res]
+    assert labels == ["onnxruntime", "native eager trainable", "native eager fused"]
+    assert all(r.median_ms > 0 and r.throughput > 0 and not r.error for r in res)
+    assert res[0].ratio == 1.0 and res[1].ratio > 0

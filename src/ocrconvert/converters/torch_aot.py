@@ -96,7 +96,8 @@ class TorchToAot:
         except Exception as exc:  # noqa: BLE001
             raise ConversionError(f"AOTInductor compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
         art = Artifact(dest, Format.TORCH_AOT, {"package": dest})
-        art.meta["aot"] = {"device": device, "fp16": fp16,
+        art.meta["aot"] = {"device": device, "fp16": fp16, "example_shape": list(x.shape),
+                           "dynamic_axes": sorted(int(k) for k in dims),
                            "dynamic_ranges": {str(k): str(v) for k, v in ep.range_constraints.items()},
                            "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None}
         return art

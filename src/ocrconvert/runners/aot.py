@@ -17,9 +17,10 @@ class AotRunner(Runner):
 
     backend = "torch-aot"
 
-    def __init__(self, artifact, device: str | None = None):
+    def __init__(self, artifact, device: str | None = None, trust: bool = False):
         super().__init__(artifact)
         self._device = device
+        self.trust = trust
 
     @cached_property
     def manifest(self) -> dict:
@@ -45,8 +46,23 @@ class AotRunner(Runner):
     def metadata(self):
         return self.manifest.get("model_metadata", {})
 
+    def _check_provenance(self) -> None:
+        """Loading a .pt2 dlopens the native code inside it: only packages ocrconvert built (manifest
+        beside it, sha256 matching) load unless the caller passes ``trust=True``."""
+        from ..errors import UnsupportedModelError
+        from ..manifest import sha256_file
+
+        if self.trust:
+            return
+        recorded = (self.manifest.get("artifact") or {}).get("sha256")
+        if not recorded or recorded != sha256_file(self.artifact.path):
+            raise UnsupportedModelError(
+                f"{self.artifact.path} has no matching ocrconvert manifest; loading it would run its native code",
+                hint="Only packages built by `ocrconvert aot-build` load by default (Python: load(path, trust=True)).")
+
     def _load(self):
         torch = require("torch")
+        self._check_provenance()
         if self.device.startswith("cuda"):
             torch.backends.cuda.matmul.allow_tf32 = False  # fp32 parity: no TF32 (costs ~1e-2)
             torch.backends.cudnn.allow_tf32 = False
@@ -55,8 +71,23 @@ class AotRunner(Runner):
         except Exception as exc:  # noqa: BLE001
             raise CorruptModelError(f"cannot load AOTInductor package {self.artifact.path}: {str(exc).splitlines()[0]}") from None
 
+    def _check_shape(self, arr: np.ndarray) -> None:
+        """AOTInductor does not check static dims at run time (it returns garbage): we do."""
+        from ..errors import UsageError
+
+        aot = self.manifest.get("aot", {})
+        example, dynamic = aot.get("example_shape"), set(aot.get("dynamic_axes", []))
+        if example is None:
+            return
+        bad = [i for i, (got, want) in enumerate(zip(arr.shape, example)) if i not in dynamic and got != want]
+        if len(arr.shape) != len(example) or bad:
+            raise UsageError(f"input shape {tuple(arr.shape)} does not fit this package (static dims of "
+                             f"{tuple(example)}, dynamic axes {sorted(dynamic)})")
+
     def _infer(self, feed):
         torch = require("torch")
+        for n in self.input_names:
+            self._check_shape(np.asarray(feed[n]))
         fn = self.session
         args = [torch.from_numpy(np.asarray(feed[n])).to(self.device) for n in self.input_names]
         try:
