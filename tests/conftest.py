@@ -72,3 +72,9 @@ def cli(tmp_path):
 def leftovers(folder: Path) -> list[str]:
     """Anything a failed run may have left: partial staging folders or outputs."""
     return sorted(p.name for p in Path(folder).iterdir())
+
+
+@pytest.fixture(scope="session")
+def zoo_model(zoo):
+    """Alias of ``zoo`` used by the CLI-driven suites: a real model folder, never a skip."""
+    return zoo

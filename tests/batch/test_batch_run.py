@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _batch_helpers import needs_paddle, needs_torch
+from _cli_helpers import needs_paddle, needs_torch
 
 pytestmark = [pytest.mark.torch, pytest.mark.zoo]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from _corpus_helpers import has, needs_paddle, needs_torch, run_cli
+from _cli_helpers import has, needs_paddle, needs_torch, run_cli
 
 USAGE, UNSUPPORTED, CONVERSION = 2, 3, 5
 

@@ -1,4 +1,4 @@
-"""Helpers for the corpus tests: availability marks and a CLI driver in a child process."""
+"""Helpers for CLI-driven tests (batch, corpus): availability marks and a CLI driver in a child process."""
 from __future__ import annotations
 
 import importlib.util
