@@ -146,7 +146,7 @@ def convert(
                 "tool": getattr(conv, "tool", spec.key.name),
                 "versions": conv.versions() if hasattr(conv, "versions") else {},
                 "seconds": round(time.perf_counter() - t0, 3),
-                **({"mapping_report": current.meta["mapping_report"]} if "mapping_report" in current.meta else {}),
+                **{k: current.meta[k] for k in ("mapping_report", "fixes") if k in current.meta},
             })
             for key in ("engine", "aot", "model_metadata"):  # facts only the converter knows (TensorRT build, source metadata)
                 if key in current.meta:

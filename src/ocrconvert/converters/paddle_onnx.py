@@ -49,21 +49,29 @@ class PaddleToOnnx:
                     raise UnsupportedOpsError(ops, target="ONNX (paddle2onnx)")
             tail = [ln for ln in text.strip().splitlines() if ln.strip()][-3:]
             raise ConversionError(f"paddle2onnx failed (exit {proc.returncode}): {' | '.join(tail)[:400]}")
-        self._finish(source, dest)
-        return Artifact(dest, Format.ONNX, {"model": dest})
+        fixes = self._finish(source, dest)
+        art = Artifact(dest, Format.ONNX, {"model": dest})
+        if fixes:
+            art.meta["fixes"] = fixes
+        return art
 
     @staticmethod
-    def _finish(source: Artifact, dest: Path) -> None:
+    def _finish(source: Artifact, dest: Path) -> dict:
         import onnx
 
         from ..runners.paddle import PaddleRunner
+        from .onnx_fixes import bool_where_to_int
 
         model = onnx.load(str(dest))
+        fixes = {}
+        if n := bool_where_to_int(model):
+            fixes["bool_where_to_uint8"] = n
         info = PaddleRunner(source).info()
         carry_metadata(model, info, f"{source.format.value}:{source.path.name}")
         model.producer_name = "ocrconvert+paddle2onnx"
         onnx.checker.check_model(model)
         onnx.save(model, str(dest))
+        return fixes
 
     def versions(self) -> dict:
         return {"paddle2onnx": version_of("paddle2onnx"), "paddlepaddle": version_of("paddlepaddle")}
