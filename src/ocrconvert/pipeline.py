@@ -155,7 +155,8 @@ def convert(
         if verify:
             say("verifying against the original source")
             # a package we just built is trusted before its manifest exists (its loader runs native code)
-            built = runner_for(current, trust=True) if current.format is Format.TORCH_AOT else None
+            built = (runner_for(current, trust=True, device=current.meta.get("aot", {}).get("device"))
+                     if current.format is Format.TORCH_AOT else None)
             report = verify_artifacts(reference, current, images=images, tolerances=tolerances, family=family,
                                       dictionary=dictionary, target_runner=built,
                                       progress=lambda lbl: say(f"verify: {lbl}"))
