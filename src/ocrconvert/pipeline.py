@@ -43,7 +43,7 @@ class ConversionResult:
         return {"artifact": str(self.artifact.path), "format": self.artifact.format.value,
                 "manifest": str(self.manifest_path), "route": self.route,
                 "verified": self.report is not None, "passed": self.passed,
-                "verification": self.report.to_dict() if self.report else None}
+                "verification": self.report.to_dict() if self.report is not None else None}
 
 
 def original_source(artifact: Artifact) -> Artifact:
@@ -182,7 +182,7 @@ def convert(
             manifest.setdefault("model_metadata", runner_for(previous).metadata())
         else:
             manifest["io"] = _io_specs(current)
-        manifest["verification"] = report.to_dict() if report else None
+        manifest["verification"] = report.to_dict() if report is not None else None
         write_manifest(current.path, manifest)
         if target in FILE_TARGETS:
             commit_files(stage, output.parent if file_mode else output)

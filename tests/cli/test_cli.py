@@ -104,3 +104,18 @@ def test_torch_artifact_loads_without_unpickling(zoo, tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "load", boom)
     out = ocrconvert.load(res.artifact.path).infer({"x": np.zeros((3, 3, 48, 192), np.float32)})
     assert list(out.values())[0].shape == (3, 2)
+
+
+@pytest.mark.torch
+def test_parity_failure_exits_6_keeps_the_artifact_and_records_the_failure(cli, zoo, tmp_path):
+    """Tolerances of zero cannot be met by a re-implemented graph: exit 6, FAILED line, and the manifest
+    records the failed verification (a later job must not trust it)."""
+    out = tmp_path / "strict"
+    p = cli("onnx2torch", zoo("ppocrv4-cls-onnx"), "-o", out, "--atol", "0", "--rtol", "0", check=6)
+    assert p.stdout.strip().splitlines()[-2].startswith("FAILED |")
+    man = json.loads((out / "ocrconvert.json").read_text())
+    assert man["verification"]["passed"] is False
+    assert any(not c["passed"] for c in man["verification"]["cases"])
+    d = json.loads(cli("onnx2torch", zoo("ppocrv4-cls-onnx"), "-o", tmp_path / "s2", "--atol", "0", "--rtol", "0",
+                       "--json", check=6).stdout)
+    assert d["passed"] is False and d["verification"]["passed"] is False

@@ -742,12 +742,12 @@ def _worker(job_file: Path, result_path: Path) -> int:
         rep = res.report
         result = {"exit_code": int(ExitCode.OK if res.passed else ExitCode.PARITY_FAILED),
                   "artifact": str(res.artifact.path), "manifest": str(res.manifest_path), "route": res.route,
-                  "summary": rep.summary_line() if rep else None,
-                  "worst_max_abs": float(rep.worst_max_abs("random")) if rep else None}
-        if rep and not res.passed:
+                  "summary": rep.summary_line() if rep is not None else None,
+                  "worst_max_abs": float(rep.worst_max_abs("random")) if rep is not None else None}
+        if rep is not None and not res.passed:
             result["error"] = {"error": "ParityError", "message": rep.summary_line(), "exit_code": 6,
                                "hint": "See the verification table in the manifest."}
-        print(rep.summary_line() if rep else "not verified", flush=True)
+        print(rep.summary_line() if rep is not None else "not verified", flush=True)
     except OcrConvertError as exc:
         print(f"error: {exc.message}\nhint: {exc.hint}", flush=True)
         result = {"exit_code": int(exc.exit_code), "error": exc.to_dict()}
