@@ -70,8 +70,6 @@ class TorchToAot:
 
     def convert(self, source: Artifact, dest: Path, options: dict) -> Artifact:
         torch = require("torch")
-        from ..families import resolve_family
-
         device = options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
         fp16 = bool(options.get("fp16"))
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -79,9 +77,9 @@ class TorchToAot:
         if fp16 and not device.startswith("cuda"):
             raise UsageError("--fp16 AOT packages are built for CUDA", hint="Add --device cuda, or drop --fp16.")
         runner, module = build_module(source, fp16, device)
-        family = resolve_family(runner.info())
-        _, feed = next(((l, f) for l, f in family.random_feeds(0) if all(v.shape[0] > 1 for v in f.values())),
-                       family.random_feeds(0)[0])
+        from .torch_onnx import example_inputs
+
+        family, feed = example_inputs(runner)
         x = torch.from_numpy(feed[runner.input_names[0]]).to(device)
         dims = export_dims(family.name, x.ndim)
         try:
