@@ -88,3 +88,14 @@ def test_binarized_iou():
     a[..., :2, :] = 0.9
     b[..., :1, :] = 0.9
     assert binarized_iou(a, b, 0.3) == pytest.approx(0.5)
+
+
+def test_reduced_precision_image_cases_are_judged_by_cosine_not_max_abs():
+    ref = np.linspace(0, 1, 1000, dtype=np.float32)
+    edge = ref.copy()
+    edge[500] += 0.4  # one pixel on a steep edge flips: a real fp16 effect on det maps
+    assert compare_arrays("map", ref, edge, Tolerances(precision="fp16"), image=True).passed
+    assert not compare_arrays("map", ref, edge, Tolerances(precision="fp16"), image=False).passed
+    noise = np.random.default_rng(0).uniform(0, 1, 1000).astype(np.float32)
+    r = compare_arrays("map", ref, noise, Tolerances(precision="fp16"), image=True)
+    assert not r.passed and "cosine" in r.problem
