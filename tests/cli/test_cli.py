@@ -119,3 +119,11 @@ def test_parity_failure_exits_6_keeps_the_artifact_and_records_the_failure(cli, 
     d = json.loads(cli("onnx2torch", zoo("ppocrv4-cls-onnx"), "-o", tmp_path / "s2", "--atol", "0", "--rtol", "0",
                        "--json", check=6).stdout)
     assert d["passed"] is False and d["verification"]["passed"] is False
+
+
+@pytest.mark.parametrize("args", [["bench"], ["paddle2onnx"], ["paddle2onnx", "x", "-o", "y", "--opset", "99"],
+                                  ["verify", "only-one"], ["no-such-command"]])
+def test_bad_usage_exits_2_with_a_message_and_no_traceback(cli, args):
+    p = cli(*args, check=2)
+    assert "Traceback" not in p.stderr and "Error" in p.stderr
+    assert p.stdout == ""

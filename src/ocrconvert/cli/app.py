@@ -4,8 +4,13 @@ from __future__ import annotations
 import logging
 import sys
 
-import click
 import typer
+
+try:  # typer >= 0.20 vendors click as typer._click, with its own exception classes
+    from typer._click.exceptions import ClickException as _ClickException
+    from typer.exceptions import Abort as _Abort, Exit as _Exit
+except ImportError:  # older typer: plain click
+    from click.exceptions import Abort as _Abort, ClickException as _ClickException, Exit as _Exit
 
 from ..errors import ExitCode, OcrConvertError
 from . import convert, inspect, routes, verify, zoo
@@ -49,12 +54,12 @@ def main(argv: list[str] | None = None) -> None:
     _setup_logging(debug)
     try:
         code = app(args=args, standalone_mode=False, prog_name="ocrconvert")
-    except click.exceptions.Exit as exc:
+    except _Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except _Abort:
         err.print("aborted")
         code = 130
-    except click.ClickException as exc:
+    except _ClickException as exc:  # bad usage: click's own message (or the help), exit 2
         exc.show()
         code = ExitCode.USAGE
     except OcrConvertError as exc:
