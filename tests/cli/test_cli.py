@@ -19,6 +19,12 @@ def test_routes_json_lists_converters_and_availability(cli):
     assert trt["available"] is False and trt["missing"] == ["tensorrt"]
 
 
+def test_version(cli):
+    import ocrconvert
+
+    assert cli("--version", check=0).stdout.strip() == f"ocrconvert {ocrconvert.__version__}"
+
+
 def test_zoo_list_json(cli):
     data = json.loads(cli("zoo", "list", "--json", check=0).stdout)
     names = {m["name"] for m in data["models"]}

@@ -25,6 +25,21 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+        from .render import out
+
+        out.print(f"ocrconvert {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="Print the version and exit.")) -> None:
+    """Convert OCR models between PaddlePaddle, ONNX, PyTorch and TensorRT, and prove parity."""
+
+
 for module in (convert, verify, inspect, routes):
     module.register(app)
 app.add_typer(zoo.app, name="zoo")
