@@ -19,6 +19,7 @@ from .atomic import commit_dir, commit_files, staging
 from .errors import MissingDependencyError, UnsupportedModelError, UnsupportedOpsError
 from .formats import Artifact, Format, detect
 from .runners import runner_for
+from .runners.base import MemoizedRunner
 from .manifest import manifest_path, new_manifest, read_manifest, sha256_artifact, write_manifest
 from .verification import ParityReport, Tolerances, verify_artifacts
 
@@ -157,8 +158,9 @@ def convert(
             # a package we just built is trusted before its manifest exists (its loader runs native code)
             built = (runner_for(current, trust=True, device=current.meta.get("aot", {}).get("device"))
                      if current.format is Format.TORCH_AOT else None)
+            source_runner = MemoizedRunner(runner_for(reference))  # the source runs once per input
             report = verify_artifacts(reference, current, images=images, tolerances=tolerances, family=family,
-                                      dictionary=dictionary, target_runner=built,
+                                      dictionary=dictionary, target_runner=built, source_runner=source_runner,
                                       progress=lambda lbl: say(f"verify: {lbl}"))
             if current.format is Format.TORCH_NATIVE:
                 # ocrconvert.load runs the fused form; the saved folder is the trainable form: prove both
@@ -166,6 +168,7 @@ def convert(
 
                 unfused = verify_artifacts(reference, current, images=images, tolerances=tolerances, family=family,
                                            dictionary=dictionary, target_runner=TorchNativeRunner(current, fused=False),
+                                           source_runner=source_runner,
                                            progress=lambda lbl: say(f"verify (trainable form): {lbl}"))
                 report.target_backend = "torch-native (fused)"
                 unfused.target_backend = "torch-native (trainable)"
