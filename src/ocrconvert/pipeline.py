@@ -92,8 +92,6 @@ def _extra_for(module: str) -> str | None:
 
 
 def _io_specs(artifact: Artifact) -> dict:
-    from .runners import runner_for
-
     r = runner_for(artifact)
     return {"inputs": [s.to_dict() for s in r.inputs], "outputs": [s.to_dict() for s in r.outputs]}
 
@@ -125,8 +123,10 @@ def convert(
         current = src
         for i, spec in enumerate(chosen):
             last = i == len(chosen) - 1
-            if last:
-                dest = stage / (output.name if file_mode else f"model{FILE_TARGETS[target]}") if target in FILE_TARGETS else stage
+            if last and target in FILE_TARGETS:  # a file: OUTPUT itself, or OUTPUT/model.<ext>
+                dest = stage / (output.name if file_mode else f"model{FILE_TARGETS[target]}")
+            elif last:  # a folder artifact: the staging folder becomes OUTPUT
+                dest = stage
             else:
                 dest = Path(hops_dir) / f"hop{i}{FILE_TARGETS.get(spec.key.target, '')}"
             conv = spec.create()
@@ -174,8 +174,7 @@ def convert(
                 unfused.target_backend = "torch-native (trainable)"
                 manifest["verification_trainable_form"] = unfused.to_dict()
                 report.extra_reports.append(unfused)
-        final_path = output if not file_mode and target not in FILE_TARGETS else (
-            output if file_mode else output / current.path.name)
+        final_path = output / current.path.name if target in FILE_TARGETS and not file_mode else output
         manifest["artifact"] = {"path": str(final_path.resolve()), "format": current.format.value,
                                 "sha256": sha256_artifact(current.path)}
         if current.format is Format.TORCH_NATIVE:
@@ -197,8 +196,6 @@ def convert(
 
 def _finish_native(src: Artifact, art: Artifact) -> dict:
     """Give a native folder what the Paddle folder carried: I/O names, dictionary, preprocessing."""
-    from .runners import runner_for
-
     r = runner_for(src)
     info = r.info()
     io = {"inputs": [s.to_dict() for s in r.inputs], "outputs": [s.to_dict() for s in r.outputs]}
