@@ -13,8 +13,7 @@ from .formats import MANIFEST_FILE
 
 
 def check_writable(target: Path) -> None:
-    parent = target.parent if target.suffix else target.parent
-    existing = parent
+    existing = target.parent
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):

@@ -39,12 +39,10 @@ def _dims(dims) -> tuple:
 
 
 def read_legacy(path: Path) -> PaddleProgram:
-    try:
-        from paddle.base.proto import framework_pb2  # protobuf descriptor only; no program runs
-    except ImportError:
-        from ._compat import require
-        require("paddle", "reading a Paddle program")
-        raise
+    from ._compat import require
+
+    # the protobuf descriptor only: no program runs
+    framework_pb2 = require("paddle.base.proto.framework_pb2", "reading a Paddle program")
     from google.protobuf.message import DecodeError
 
     desc = framework_pb2.ProgramDesc()

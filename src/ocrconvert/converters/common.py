@@ -26,3 +26,14 @@ def carry_metadata(model, info: ModelInfo, source_desc: str) -> None:
     for k, v in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
+
+
+def example_inputs(runner):
+    """One concrete input per model input from the family's random cases, batch > 1 preferred:
+    exporters specialise a dimension traced at size 1 into a constant."""
+    from ..families import resolve_family
+
+    family = resolve_family(runner.info())
+    feeds = [f for _, f in family.random_feeds(seed=0)]
+    feed = next((f for f in feeds if all(v.shape[0] > 1 for v in f.values() if v.ndim)), feeds[0])
+    return family, feed

@@ -9,6 +9,7 @@ from .._compat import require, version_of
 from ..errors import ConversionError, UsageError
 from ..formats import Artifact, Format
 from ..registry import register_converter
+from .common import example_inputs
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,6 @@ class TorchToAot:
         if fp16 and not device.startswith("cuda"):
             raise UsageError("--fp16 AOT packages are built for CUDA", hint="Add --device cuda, or drop --fp16.")
         runner, module = build_module(source, fp16, device)
-        from .torch_onnx import example_inputs
-
         family, feed = example_inputs(runner)
         x = torch.from_numpy(feed[runner.input_names[0]]).to(device)
         dims = export_dims(family.name, x.ndim)

@@ -10,20 +10,9 @@ from .._compat import require, version_of
 from ..errors import ConversionError
 from ..formats import Artifact, Format
 from ..registry import register_converter
-from .common import carry_metadata
+from .common import carry_metadata, example_inputs
 
 log = logging.getLogger(__name__)
-
-
-def example_inputs(runner):
-    """One concrete input per model input from the family's random cases, batch > 1 preferred:
-    exporters specialise a dimension traced at size 1 into a constant."""
-    from ..families import resolve_family
-
-    family = resolve_family(runner.info())
-    feeds = [f for _, f in family.random_feeds(seed=0)]
-    feed = next((f for f in feeds if all(v.shape[0] > 1 for v in f.values() if v.ndim)), feeds[0])
-    return family, feed
 
 
 def dynamic_axes(specs) -> dict[str, dict[int, str]]:

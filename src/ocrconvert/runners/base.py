@@ -59,7 +59,9 @@ class Runner:
         outs = self._infer({k: np.ascontiguousarray(v) for k, v in feed.items()})
         return {name: np.asarray(o) for name, o in zip(self.output_names, outs)}
 
-    def info(self) -> ModelInfo:
+    @cached_property
+    def _described(self) -> tuple[dict, dict, list[str] | None]:
+        """(config, metadata, dictionary), read from disk once per runner."""
         from ..families import load_dictionary
         from ..manifest import read_yaml_config
 
@@ -69,8 +71,12 @@ class Runner:
             import json
 
             config = json.loads(meta["ocrconvert.config"])
-        dictionary = load_dictionary(config, meta, self.artifact.files.get("dict"))
-        return ModelInfo(self.inputs, self.outputs, config, dictionary, meta)
+        return config, meta, load_dictionary(config, meta, self.artifact.files.get("dict"))
+
+    def info(self) -> ModelInfo:
+        """A fresh record each call (callers may override its dictionary), from one read."""
+        config, meta, dictionary = self._described
+        return ModelInfo(self.inputs, self.outputs, dict(config), list(dictionary) if dictionary else None, dict(meta))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.artifact.path})"
