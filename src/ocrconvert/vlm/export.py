@@ -1,0 +1,329 @@
+"""``vlm-export``: VLM vision tower -> one ONNX model (or AOTInductor package) for any image size,
+verified against the transformers tower at several sizes, with a manifest and atomic output.
+
+Flow: build the tower (checkpoint or seeded random weights) -> single-image wrapper -> export at one
+size with symbolic sides -> (ONNX) blocked attention expanded to a ``Loop``, optional FP16 cast ->
+verify at >= 3 sizes (one differing in both sides from the export size) -> manifest -> commit.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ConversionError, UsageError
+from ..verification.compare import Tolerances, compare_arrays
+from ..verification.report import CaseResult, ParityReport
+
+log = logging.getLogger(__name__)
+DEFAULT_SIZES = ((512, 512), (640, 960), (1024, 768))
+OUTPUTS = ("image_embeds", "last_hidden_state")
+TWO_GB = 2 * 1024 ** 3
+
+
+@dataclass
+class VlmExportOptions:
+    model: str = "hunyuan-ocr"
+    checkpoint: Path | None = None
+    layers: int | None = None
+    opset: int = 18
+    precision: str = "fp32"              # fp32 | fp16 | bf16 (bf16: AOT packages only)
+    interpolation: str = "transformers"  # transformers | original
+    block: int = 512                     # query rows per attention block (ONNX)
+    device: str = "cpu"                  # AOT packages: cpu | cuda
+    seed: int = 0
+    export_size: tuple[int, int] = (512, 512)
+    sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES
+    external_data: bool | None = None    # None: only when the weights exceed 2 GB
+
+    def validate(self) -> None:
+        from . import MODELS
+        from .hunyuan import INTERPOLATIONS
+
+        if self.model not in MODELS:
+            raise UsageError(f"unknown VLM {self.model!r}", hint=f"One of: {', '.join(MODELS)}")
+        if self.precision not in ("fp32", "fp16", "bf16"):
+            raise UsageError(f"unknown precision {self.precision!r}", hint="fp32, fp16 or bf16")
+        if self.interpolation not in INTERPOLATIONS:
+            raise UsageError(f"unknown interpolation {self.interpolation!r}", hint=f"One of: {', '.join(INTERPOLATIONS)}")
+        if self.block < 1:
+            raise UsageError("--block must be >= 1")
+        if not 17 <= self.opset <= 23:
+            raise UsageError(f"--opset {self.opset} is outside 17..23 (the dynamo exporter's range)")
+        for h, w in (self.export_size, *self.sizes):
+            check_size(h, w)
+        if len(self.sizes) < 1:
+            raise UsageError("give at least one verification size")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["checkpoint"] = str(self.checkpoint) if self.checkpoint else None
+        return d
+
+
+def check_size(h: int, w: int, factor: int = 32, edge_max: int = 4096) -> None:
+    if h % factor or w % factor or not (factor <= h <= edge_max and factor <= w <= edge_max):
+        raise UsageError(f"image size {h}x{w} is not valid for the encoder",
+                         hint=f"Sides must be multiples of {factor} in {factor}..{edge_max} (the processor's smart resize "
+                              "makes them so).")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"size {text!r} is not HxW", hint="e.g. 640x960") from None
+    check_size(h, w)
+    return h, w
+
+
+@dataclass
+class VlmResult:
+    path: Path
+    manifest: dict
+    report: ParityReport | None = None
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.report is None or self.report.passed
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "passed": self.passed, "verified": self.report is not None,
+                "timings": self.timings, "interpolation": self.manifest["interpolation"],
+                "verification": self.report.to_dict() if self.report is not None else None}
+
+
+# ---------------------------------------------------------------------------------------------------
+# targets: ONNX Runtime session or AOTInductor package, called as f(pixel_values ndarray) -> 2 arrays
+# ---------------------------------------------------------------------------------------------------
+def onnx_target(path: Path) -> Callable[[np.ndarray], list[np.ndarray]]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return lambda x: sess.run(list(OUTPUTS), {"pixel_values": x})
+
+
+def aot_target(path: Path, device: str) -> Callable[[np.ndarray], list[np.ndarray]]:
+    import torch
+
+    pkg = torch._inductor.aoti_load_package(str(path))
+
+    def run(x):
+        with torch.no_grad():
+            out = pkg(torch.from_numpy(x).to(device))
+        return [o.float().cpu().numpy() for o in out]
+    return run
+
+
+def _seeded_image(h: int, w: int, seed: int) -> np.ndarray:
+    """A normalized-image-like input: CLIP-normalized uniform pixels (range about -1.8..2.1)."""
+    from .hunyuan import PREPROCESS
+
+    rng = np.random.default_rng(seed + 7919 * h + w)
+    px = rng.random((1, 3, h, w), dtype=np.float32)
+    mean = np.asarray(PREPROCESS["mean"], np.float32)[None, :, None, None]
+    std = np.asarray(PREPROCESS["std"], np.float32)[None, :, None, None]
+    return ((px - mean) / std).astype(np.float32)
+
+
+def verify_encoder(target: Callable[[np.ndarray], list[np.ndarray]], tower, *, interpolation: str,
+                   sizes, precision: str = "fp32", images: list[Path] | None = None, seed: int = 0,
+                   label: str = "", say: Callable[[str], None] = lambda m: None) -> ParityReport:
+    """Both outputs of ``target`` vs the transformers tower on seeded inputs at ``sizes`` (and images)."""
+    import torch
+
+    from .hunyuan import INTERPOLATIONS, preprocess, reference_forward
+
+    tol = Tolerances(precision=precision if precision != "bf16" else "fp16",
+                     atol=5e-2 if precision == "bf16" else None, rtol=5e-2 if precision == "bf16" else None)
+    started = time.perf_counter()
+    report = ParityReport(source=f"transformers HunYuanVLVisionTransformer ({INTERPOLATIONS[interpolation]})",
+                          target=label, source_backend="transformers (torch eager, fp32)",
+                          target_backend=label or "exported", family=f"vlm-vision, interpolation={interpolation}",
+                          tolerances=tol.to_dict())
+    feeds = [(f"{h}x{w}", "random", _seeded_image(h, w, seed)) for h, w in sizes]
+    for img in images or ():
+        feeds.append((Path(img).name, "image", preprocess(img)))
+    for name, kind, x in feeds:
+        say(f"verifying at {x.shape[2]}x{x.shape[3]} ({name})")
+        ref = [t.float().numpy() for t in reference_forward(tower, torch.from_numpy(x), interpolation)]
+        try:
+            out = target(x)
+        except Exception as exc:  # noqa: BLE001 - runtime errors come in many types
+            raise ConversionError(f"the exported model failed at {x.shape[2]}x{x.shape[3]}: "
+                                  f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+        outs = [compare_arrays(n, r, np.asarray(o), tol) for n, r, o in zip(OUTPUTS, ref, out)]
+        report.cases.append(CaseResult(name, {"pixel_values": list(x.shape)}, outs, kind=kind))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------
+# export
+# ---------------------------------------------------------------------------------------------------
+def _dynamic_sides():
+    from torch.export import Dim
+
+    return {2: 32 * Dim("h32", min=1, max=128), 3: 32 * Dim("w32", min=1, max=128)}
+
+
+def export_onnx(encoder, dest: Path, options: VlmExportOptions, say=lambda m: None) -> dict:
+    import onnx
+    import torch
+
+    from . import attention
+
+    h, w = options.export_size
+    x = torch.from_numpy(_seeded_image(h, w, options.seed))
+    say(f"torch.onnx.export (dynamo) at {h}x{w}, sides symbolic")
+    try:
+        with torch.no_grad():
+            prog = torch.onnx.export(encoder, (x,), dynamo=True, input_names=["pixel_values"],
+                                     output_names=list(OUTPUTS), dynamic_shapes=(_dynamic_sides(),),
+                                     custom_translation_table=attention.onnx_translation_table(),
+                                     opset_version=options.opset, optimize=True, verbose=False)
+    except Exception as exc:  # noqa: BLE001
+        raise ConversionError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+    model = prog.model_proto
+    n = attention.expand_blocked_attention(model)
+    if options.precision == "fp16":
+        from ..trt_prep import FP16_KEEP_FP32_OPS, cast_fp16
+
+        say("casting to FP16 (I/O, softmax, norms kept fp32)")
+        model = cast_fp16(model, keep_fp32_ops=(*FP16_KEEP_FP32_OPS, "LayerNormalization", "SimplifiedLayerNormalization"))
+    weight_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
+    external = options.external_data if options.external_data is not None else weight_bytes > TWO_GB - (64 << 20)
+    _metadata(model, options)
+    try:
+        onnx.checker.check_model(model, full_check=False) if not external else None
+    except onnx.checker.ValidationError as exc:
+        raise ConversionError(f"the exported ONNX is invalid: {str(exc).splitlines()[0][:300]}") from None
+    say(f"writing {dest.name}" + (" + external data" if external else ""))
+    onnx.save(model, str(dest), save_as_external_data=external, all_tensors_to_one_file=True,
+              location=dest.name + ".data", size_threshold=1024)
+    return {"tool": f"torch.onnx.export(dynamo=True) {torch.__version__}", "opset": options.opset,
+            "blocked_attention_loops": n, "external_data": bool(external), "weight_bytes": weight_bytes}
+
+
+def _metadata(model, options: VlmExportOptions) -> None:
+    from .hunyuan import PREPROCESS
+
+    profile = {"pixel_values": [[1, 3, 32, 32], [1, 3, 1024, 768], [1, 3, 2048, 2048]]}
+    meta = {"ocrconvert.family": "vlm-vision", "ocrconvert.vlm": options.model,
+            "ocrconvert.interpolation": options.interpolation,
+            "ocrconvert.preprocess": json.dumps(PREPROCESS), "ocrconvert.trt_profiles": json.dumps(profile)}
+    for k, v in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+
+
+def export_aot(encoder, dest: Path, options: VlmExportOptions, say=lambda m: None) -> dict:
+    import torch
+
+    device = options.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda but no CUDA GPU is visible", hint="Use --device cpu.")
+    if options.precision != "fp32" and not device.startswith("cuda"):
+        raise UsageError(f"{options.precision} AOT packages are built for CUDA", hint="Add --device cuda.")
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[options.precision]
+
+    class Boundary(torch.nn.Module):  # fp32 in and out, ``dtype`` inside
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner.to(device=device, dtype=dtype)
+
+        def forward(self, x):
+            a, b = self.inner(x.to(dtype))
+            return a.float(), b.float()
+
+    h, w = options.export_size
+    x = torch.from_numpy(_seeded_image(h, w, options.seed)).to(device)
+    say(f"torch.export at {h}x{w} ({options.precision}, {device})")
+    try:
+        with torch.no_grad():
+            ep = torch.export.export(Boundary(encoder).eval(), (x,), dynamic_shapes=(_dynamic_sides(),))
+        say("AOTInductor compile")
+        torch._inductor.aoti_compile_and_package(ep, package_path=str(dest))
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ConversionError(f"AOT build failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+    return {"tool": f"torch.export + AOTInductor {torch.__version__}", "device": device,
+            "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None}
+
+
+def export_encoder(output: str | Path, options: VlmExportOptions | None = None, *, verify: bool = True,
+                   images: list[Path] | None = None, say: Callable[[str], None] = lambda m: None) -> VlmResult:
+    """Export the VLM vision encoder to ``output`` (.onnx or .pt2), verify it, write its manifest."""
+    import torch
+
+    from ..atomic import commit_files, staging
+    from ..manifest import environment, write_manifest
+    from .hunyuan import INTERPOLATIONS, PREPROCESS, HunyuanVisionEncoder, build_tower
+
+    options = options or VlmExportOptions()
+    options.validate()
+    output = Path(output)
+    kind = {".onnx": "onnx", ".pt2": "aot"}.get(output.suffix)
+    if kind is None:
+        raise UsageError(f"{output.name}: the output must end in .onnx or .pt2")
+    if kind == "onnx" and options.precision == "bf16":
+        raise UsageError("bf16 ONNX is not supported by ONNX Runtime's CPU kernels", hint="Use --fp16, or a .pt2 output.")
+    if output.is_dir():
+        raise UsageError(f"{output} is a folder", hint="Give a file path, e.g. -o encoder.onnx")
+    timings = {}
+    t0 = time.perf_counter()
+    say("building the vision tower" + (f" from {options.checkpoint}" if options.checkpoint else " (seeded random weights)"))
+    tower = build_tower(options.checkpoint, layers=options.layers, seed=options.seed)
+    encoder = HunyuanVisionEncoder(tower, interpolation=options.interpolation,
+                                   attention="blocked" if kind == "onnx" else "sdpa", block=options.block).eval()
+    timings["build_s"] = round(time.perf_counter() - t0, 2)
+    with staging(output) as tmp:
+        staged = tmp / output.name
+        t0 = time.perf_counter()
+        hop = export_onnx(encoder, staged, options, say) if kind == "onnx" else export_aot(encoder, staged, options, say)
+        timings["export_s"] = round(time.perf_counter() - t0, 2)
+        report = None
+        if verify:
+            t0 = time.perf_counter()
+            target = onnx_target(staged) if kind == "onnx" else aot_target(staged, options.device)
+            sizes = list(options.sizes)
+            if all(h == options.export_size[0] or w == options.export_size[1] for h, w in sizes):
+                raise UsageError("no verification size differs from the export size in both sides",
+                                 hint="Add one, e.g. --sizes 640x960")
+            report = verify_encoder(target, tower, interpolation=options.interpolation, sizes=sizes,
+                                    precision=options.precision, images=images, seed=options.seed,
+                                    label=f"{output.name} ({'ONNX Runtime CPU' if kind == 'onnx' else 'AOTInductor ' + options.device})",
+                                    say=say)
+            timings["verify_s"] = round(time.perf_counter() - t0, 2)
+        cfg = tower.config
+        manifest = {
+            "schema_version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "source": {"model": options.model, "checkpoint": str(Path(options.checkpoint).resolve()) if options.checkpoint else None,
+                       "weights": "checkpoint" if options.checkpoint else f"seeded random (seed {options.seed})",
+                       "vision_config": {k: getattr(cfg, k) for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
+                                                                      "num_attention_heads", "patch_size", "spatial_merge_size",
+                                                                      "max_image_size", "text_hidden_size", "interpolate_mode")},
+                       "parameters": int(sum(p.numel() for p in tower.parameters()))},
+            "hops": [{"from": "transformers", "to": kind, **hop}],
+            "options": options.to_dict(),
+            "interpolation": {"convention": options.interpolation, "description": INTERPOLATIONS[options.interpolation]},
+            "preprocess": PREPROCESS,
+            "io": {"inputs": {"pixel_values": "[1, 3, H, W] float32, H, W multiples of 32"},
+                   "outputs": {"image_embeds": "[1, (H/32)·(W/32+1)+2, text_hidden_size] (patch merger: begin, rows+newline, end)",
+                               "last_hidden_state": "[1, (H/16)·(W/16), hidden_size], raster patch order"}},
+            "environment": {**environment(), "torch_threads": torch.get_num_threads()},
+            "verification": report.to_dict() if report is not None else None,
+            "timings": timings,
+        }
+        write_manifest(staged, manifest)
+        commit_files(tmp, output.parent if str(output.parent) else Path("."))
+    return VlmResult(output, manifest, report, timings)
