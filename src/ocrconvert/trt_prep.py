@@ -67,7 +67,7 @@ class ShapeProfile:
     min: tuple[int, ...]
     opt: tuple[int, ...]
     max: tuple[int, ...]
-    origin: str = "family"   # family | inference.yml | --shapes | fixed
+    origin: str = "family"   # family | inference.yml | model metadata | --shapes | fixed
 
     def to_dict(self) -> dict:
         return {"name": self.name, "min": list(self.min), "opt": list(self.opt), "max": list(self.max),
@@ -174,8 +174,22 @@ def _det_limit(config: dict) -> int:
     return DET_SIDE[1]
 
 
+def _metadata_profiles(info: ModelInfo) -> dict:
+    """Profiles an exporter declared in the ONNX metadata (``ocrconvert.trt_profiles``: name -> [min, opt, max])."""
+    raw = (info.metadata or {}).get("ocrconvert.trt_profiles")
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+        return {name: tuple(tuple(int(d) for d in s) for s in shapes) for name, shapes in data.items()}
+    except (ValueError, TypeError, AttributeError) as exc:
+        log.warning("ignoring malformed ocrconvert.trt_profiles metadata: %s", exc)
+        return {}
+
+
 def derive_profiles(info: ModelInfo, family: Family, overrides: list[str] | tuple[str, ...] = ()) -> list[ShapeProfile]:
-    """One profile entry per model input: ``--shapes`` > inference.yml Hpi > family defaults > fixed dims."""
+    """One profile entry per model input: ``--shapes`` > inference.yml Hpi > the model's own metadata >
+    family defaults > fixed dims."""
     inputs = {s.name: s for s in info.inputs}
     given: dict[str, ShapeProfile] = {}
     for text in overrides or ():
@@ -186,6 +200,7 @@ def derive_profiles(info: ModelInfo, family: Family, overrides: list[str] | tupl
             raise UsageError(f"--shapes gives input {name!r} twice")
         given[name] = ShapeProfile(name, lo, mid, hi, "--shapes")
     yml = _yml_dynamic_shapes(info.config)
+    declared = _metadata_profiles(info)
     profiles = []
     for spec in info.inputs:
         if spec.name in given:
@@ -202,6 +217,13 @@ def derive_profiles(info: ModelInfo, family: Family, overrides: list[str] | tupl
                     validate_profile(p, spec)
                 except (TypeError, ValueError, UsageError) as exc:
                     log.warning("ignoring inference.yml dynamic_shapes for %s: %s", spec.name, exc)
+                    p = None
+            if p is None and spec.name in declared and len(declared[spec.name]) == 3:
+                p = ShapeProfile(spec.name, *declared[spec.name], "model metadata")
+                try:
+                    validate_profile(p, spec)
+                except UsageError as exc:
+                    log.warning("ignoring the model's declared profile for %s: %s", spec.name, exc)
                     p = None
             p = p or _family_profile(spec, family)
             if p is None:

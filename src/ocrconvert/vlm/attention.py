@@ -65,7 +65,8 @@ def expand_blocked_attention(model) -> int:
 
     Returns how many nodes were replaced; drops the custom domain from the opset imports.
     """
-    from onnx import TensorProto, helper
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
     nodes = list(graph.node)
@@ -93,7 +94,9 @@ def expand_blocked_attention(model) -> int:
         c_zero = const("zero", [0])
         c_zeros4 = const("zeros4", [0, 0, 0, 0], dims=(4,))
         c_axis2 = const("axis2", [2])
-        c_scale = const("scale", [scale], dtype=TensorProto.FLOAT, dims=())
+        elem = _elem_type(model, q)
+        c_scale = n("Constant", [], [p + "scale"], value=numpy_helper.from_array(
+            np.asarray(scale, dtype=helper.tensor_dtype_to_np_dtype(elem)), p + "scale_v"))
         seq = n("Shape", [q], [p + "seq"], start=2, end=3)                       # [N]
         nblk = n("Div", [n("Add", [seq, c_block_m1], [p + "seq_up"]), c_block], [p + "nblk"])
         pad = n("Sub", [n("Mul", [nblk, c_block], [p + "padded"]), seq], [p + "pad"])
@@ -119,7 +122,7 @@ def expand_blocked_attention(model) -> int:
             [helper.make_tensor_value_info(b + "i", TensorProto.INT64, []),
              helper.make_tensor_value_info(b + "cond_in", TensorProto.BOOL, [])],
             [helper.make_tensor_value_info(b + "cond_out", TensorProto.BOOL, []),
-             helper.make_tensor_value_info(b + "o", _elem_type(model, q), None)])
+             helper.make_tensor_value_info(b + "o", elem, None)])
         stacked = p + "stacked"
         new_nodes.append(helper.make_node("Loop", [trips, ""], [stacked], name=p + "loop", body=body))
         moved = n("Transpose", [stacked], [p + "moved"], perm=[1, 2, 0, 3, 4])  # [B,H,nblk,block,d]

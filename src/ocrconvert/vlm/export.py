@@ -107,7 +107,10 @@ def onnx_target(path: Path) -> Callable[[np.ndarray], list[np.ndarray]]:
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    try:
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's Fail/InvalidGraph types
+        raise ConversionError(f"ONNX Runtime cannot load the exported model: {str(exc).splitlines()[0][:300]}") from None
     return lambda x: sess.run(list(OUTPUTS), {"pixel_values": x})
 
 
@@ -175,6 +178,36 @@ def _dynamic_sides():
     return {2: 32 * Dim("h32", min=1, max=128), 3: 32 * Dim("w32", min=1, max=128)}
 
 
+def at_precision(encoder, precision: str, device: str = "cpu"):
+    """fp32 in and out, ``precision`` inside; the position grid and its interpolation stay fp32.
+
+    Works on a copy: the encoder shares its modules with the reference tower, which stays fp32 on CPU.
+    """
+    import copy
+
+    import torch
+
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    if dtype is torch.float32 and device == "cpu":
+        return encoder
+    encoder = copy.deepcopy(encoder)
+    if dtype is torch.float32:
+        return encoder.to(device)
+
+    class Boundary(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            grid = inner.position_grid
+            self.inner = inner.to(device=device, dtype=dtype)
+            self.inner.position_grid = grid.to(device=device, dtype=torch.float32)
+
+        def forward(self, x):
+            a, b = self.inner(x.to(dtype))
+            return a.float(), b.float()
+
+    return Boundary(encoder).eval()
+
+
 def export_onnx(encoder, dest: Path, options: VlmExportOptions, say=lambda m: None) -> dict:
     import onnx
     import torch
@@ -186,7 +219,7 @@ def export_onnx(encoder, dest: Path, options: VlmExportOptions, say=lambda m: No
     say(f"torch.onnx.export (dynamo) at {h}x{w}, sides symbolic")
     try:
         with torch.no_grad():
-            prog = torch.onnx.export(encoder, (x,), dynamo=True, input_names=["pixel_values"],
+            prog = torch.onnx.export(at_precision(encoder, options.precision), (x,), dynamo=True, input_names=["pixel_values"],
                                      output_names=list(OUTPUTS), dynamic_shapes=(_dynamic_sides(),),
                                      custom_translation_table=attention.onnx_translation_table(),
                                      opset_version=options.opset, optimize=True, verbose=False)
@@ -194,11 +227,6 @@ def export_onnx(encoder, dest: Path, options: VlmExportOptions, say=lambda m: No
         raise ConversionError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
     model = prog.model_proto
     n = attention.expand_blocked_attention(model)
-    if options.precision == "fp16":
-        from ..trt_prep import FP16_KEEP_FP32_OPS, cast_fp16
-
-        say("casting to FP16 (I/O, softmax, norms kept fp32)")
-        model = cast_fp16(model, keep_fp32_ops=(*FP16_KEEP_FP32_OPS, "LayerNormalization", "SimplifiedLayerNormalization"))
     weight_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
     external = options.external_data if options.external_data is not None else weight_bytes > TWO_GB - (64 << 20)
     _metadata(model, options)
@@ -233,23 +261,13 @@ def export_aot(encoder, dest: Path, options: VlmExportOptions, say=lambda m: Non
         raise UsageError("--device cuda but no CUDA GPU is visible", hint="Use --device cpu.")
     if options.precision != "fp32" and not device.startswith("cuda"):
         raise UsageError(f"{options.precision} AOT packages are built for CUDA", hint="Add --device cuda.")
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[options.precision]
-
-    class Boundary(torch.nn.Module):  # fp32 in and out, ``dtype`` inside
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner.to(device=device, dtype=dtype)
-
-        def forward(self, x):
-            a, b = self.inner(x.to(dtype))
-            return a.float(), b.float()
-
+    module = at_precision(encoder, options.precision, device)
     h, w = options.export_size
     x = torch.from_numpy(_seeded_image(h, w, options.seed)).to(device)
     say(f"torch.export at {h}x{w} ({options.precision}, {device})")
     try:
         with torch.no_grad():
-            ep = torch.export.export(Boundary(encoder).eval(), (x,), dynamic_shapes=(_dynamic_sides(),))
+            ep = torch.export.export(module, (x,), dynamic_shapes=(_dynamic_sides(),))
         say("AOTInductor compile")
         torch._inductor.aoti_compile_and_package(ep, package_path=str(dest))
     except UsageError:

@@ -128,7 +128,11 @@ def build_tower(checkpoint: Path | None = None, *, layers: int | None = None, se
         state = read_tower_weights(checkpoint)
         n = cfg.num_hidden_layers
         state = {k: v for k, v in state.items() if not (m := re.match(r"layers\.(\d+)\.", k)) or int(m.group(1)) < n}
-        missing, unexpected = tower.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = tower.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            raise CorruptModelError("checkpoint does not fit the vision config: "
+                                    + " ".join(str(exc).split())[:400]) from None
         if missing or unexpected:
             raise CorruptModelError(f"checkpoint does not fit the vision config: {len(missing)} missing "
                                     f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
