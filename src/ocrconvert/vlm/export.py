@@ -297,6 +297,9 @@ def export_encoder(output: str | Path, options: VlmExportOptions | None = None, 
         raise UsageError("bf16 ONNX is not supported by ONNX Runtime's CPU kernels", hint="Use --fp16, or a .pt2 output.")
     if output.is_dir():
         raise UsageError(f"{output} is a folder", hint="Give a file path, e.g. -o encoder.onnx")
+    if verify and all(h == options.export_size[0] or w == options.export_size[1] for h, w in options.sizes):
+        raise UsageError("no verification size differs from the export size in both sides",
+                         hint="Add one, e.g. --size 640x960: a model that baked its traced size in fails there")
     timings = {}
     t0 = time.perf_counter()
     say("building the vision tower" + (f" from {options.checkpoint}" if options.checkpoint else " (seeded random weights)"))
@@ -314,9 +317,6 @@ def export_encoder(output: str | Path, options: VlmExportOptions | None = None, 
             t0 = time.perf_counter()
             target = onnx_target(staged) if kind == "onnx" else aot_target(staged, options.device)
             sizes = list(options.sizes)
-            if all(h == options.export_size[0] or w == options.export_size[1] for h, w in sizes):
-                raise UsageError("no verification size differs from the export size in both sides",
-                                 hint="Add one, e.g. --sizes 640x960")
             report = verify_encoder(target, tower, interpolation=options.interpolation, sizes=sizes,
                                     precision=options.precision, images=images, seed=options.seed,
                                     label=f"{output.name} ({'ONNX Runtime CPU' if kind == 'onnx' else 'AOTInductor ' + options.device})",
