@@ -36,6 +36,7 @@ class VlmExportOptions:
     interpolation: str = "transformers"  # transformers | original
     block: int = 512                     # query rows per attention block (ONNX)
     device: str = "cpu"                  # AOT packages: cpu | cuda
+    reference_device: str = "cpu"        # where the fp32 transformers reference runs (cuda: TF32 off)
     seed: int = 0
     export_size: tuple[int, int] = (512, 512)
     sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES
@@ -149,7 +150,7 @@ def verify_encoder(target: Callable[[np.ndarray], list[np.ndarray]], tower, *, i
                      atol=5e-2 if precision == "bf16" else None, rtol=5e-2 if precision == "bf16" else None)
     started = time.perf_counter()
     report = ParityReport(source=f"transformers HunYuanVLVisionTransformer ({INTERPOLATIONS[interpolation]})",
-                          target=label, source_backend="transformers (torch eager, fp32)",
+                          target=label, source_backend=f"transformers (torch eager, fp32, {next(tower.parameters()).device.type})",
                           target_backend=label or "exported", family=f"vlm-vision, interpolation={interpolation}",
                           tolerances=tol.to_dict())
     feeds = [(f"{h}x{w}", "random", _seeded_image(h, w, seed)) for h, w in sizes]
@@ -278,6 +279,16 @@ def export_aot(encoder, dest: Path, options: VlmExportOptions, say=lambda m: Non
             "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None}
 
 
+def _fp32_reference_on(tower, device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--reference-device cuda but no CUDA GPU is visible")
+    torch.backends.cuda.matmul.allow_tf32 = False   # TF32 would cost ~1e-2 of fp32 parity
+    torch.backends.cudnn.allow_tf32 = False
+    tower.to(device)
+
+
 def export_encoder(output: str | Path, options: VlmExportOptions | None = None, *, verify: bool = True,
                    images: list[Path] | None = None, say: Callable[[str], None] = lambda m: None) -> VlmResult:
     """Export the VLM vision encoder to ``output`` (.onnx or .pt2), verify it, write its manifest."""
@@ -315,6 +326,8 @@ def export_encoder(output: str | Path, options: VlmExportOptions | None = None, 
         report = None
         if verify:
             t0 = time.perf_counter()
+            if options.reference_device != "cpu":  # after the export: the encoder shares the tower's modules
+                _fp32_reference_on(tower, options.reference_device)
             target = onnx_target(staged) if kind == "onnx" else aot_target(staged, options.device)
             sizes = list(options.sizes)
             report = verify_encoder(target, tower, interpolation=options.interpolation, sizes=sizes,

@@ -241,9 +241,10 @@ def reference_forward(tower, pixel_values: torch.Tensor, interpolation: str = "t
         emb.interpolate_pos_encoding = types.MethodType(interp, emb)
     try:
         flat, grid_thw = patchify(pixel_values, tower.config.patch_size)
+        device = next(tower.parameters()).device
         with torch.no_grad():
-            out = tower(pixel_values=flat, grid_thw=grid_thw)
-        return out.pooler_output, out.last_hidden_state
+            out = tower(pixel_values=flat.to(device), grid_thw=grid_thw)
+        return out.pooler_output.cpu(), out.last_hidden_state.cpu()
     finally:
         emb.__dict__.pop("interpolate_pos_encoding", None)
 
