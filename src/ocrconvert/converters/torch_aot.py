@@ -29,11 +29,24 @@ def export_dims(family: str, rank: int):
 
 
 
-def build_module(source: Artifact, fp16: bool, device: str):
+# families whose AOT packages default to NHWC on CUDA. None: on the H100 (torch 2.11) NHWC fp16 packages
+# measured 2-3 % slower than NCHW for PP-OCRv4/v5 det and v5 rec (docs/benchmarks.md); the option stays
+CHANNELS_LAST_DEFAULT: dict[str, bool] = {}
+
+
+def build_module(source: Artifact, fp16: bool, device: str, channels_last: bool | None = None,
+                 fp32_stages: int | None = None):
+    """The module to export: the fused native model (fp16 where ``half_precision`` puts it), fp32 I/O.
+    ``channels_last``: NHWC weights and activations (cuDNN's native fp16 layout; with dynamic shapes Inductor
+    does no layout optimisation of its own); None: the family's CUDA default. ``fp32_stages``: how many early
+    backbone stages a det model keeps in fp32 (default FusedDet.FP32_STAGES)."""
     torch = require("torch")
+    from ..families import resolve_family
     from ..runners import runner_for
 
     runner = runner_for(source)
+    if channels_last is None:
+        channels_last = device.startswith("cuda") and CHANNELS_LAST_DEFAULT.get(resolve_family(runner.info()).name, False)
     if source.format is Format.TORCH_NATIVE:
         from ..native import load_native
 
@@ -41,24 +54,34 @@ def build_module(source: Artifact, fp16: bool, device: str):
     else:
         module = runner.session
     module = module.eval().to(device)
+    if fp32_stages is not None and hasattr(module, "set_fp32_stages"):
+        module.set_fp32_stages(fp32_stages)
 
     class Wrapped(torch.nn.Module):
-        """fp16 inside, fp32 at the boundary: callers keep feeding float32 images."""
+        """fp16 inside, fp32 at the boundary: callers keep feeding float32 images. The input is cast to the
+        dtype of the model's first layer (a det model keeps its early backbone in fp32: rounding the image
+        itself to fp16 already costs det-map IoU)."""
 
-        def __init__(self, inner, half: bool):
+        def __init__(self, inner, half: bool, channels_last: bool):
             super().__init__()
-            from ..native.fused import half_precision
+            from ..native.fused import half_precision, input_dtype
 
             self.inner = half_precision(inner) if half else inner
-            self.half_ = half
+            if channels_last:
+                self.inner = self.inner.to(memory_format=torch.channels_last)
+            self.in_dtype = input_dtype(self.inner)
+            self.channels_last = channels_last
 
         def forward(self, x):
-            y = self.inner(x.half() if self.half_ else x)
+            x = x.to(self.in_dtype)
+            if self.channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = self.inner(x)
             if isinstance(y, (tuple, list)):
                 y = y[0]
-            return y.float()
+            return y.float().contiguous()
 
-    return runner, Wrapped(module, fp16).eval()
+    return runner, Wrapped(module, fp16, bool(channels_last)).eval()
 
 
 @register_converter("torch", "torch-aot", "aot-build", requires=("torch",),
@@ -77,7 +100,8 @@ class TorchToAot:
             raise UsageError("--device cuda but no CUDA GPU is visible", hint="Use --device cpu.")
         if fp16 and not device.startswith("cuda"):
             raise UsageError("--fp16 AOT packages are built for CUDA", hint="Add --device cuda, or drop --fp16.")
-        runner, module = build_module(source, fp16, device)
+        runner, module = build_module(source, fp16, device, options.get("channels_last"), options.get("fp32_stages"))
+        channels_last = module.channels_last
         family, feed = example_inputs(runner)
         x = torch.from_numpy(feed[runner.input_names[0]]).to(device)
         dims = export_dims(family.name, x.ndim)
@@ -93,7 +117,9 @@ class TorchToAot:
         except Exception as exc:  # noqa: BLE001
             raise ConversionError(f"AOTInductor compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
         art = Artifact(dest, Format.TORCH_AOT, {"package": dest})
-        art.meta["aot"] = {"device": device, "fp16": fp16, "example_shape": list(x.shape),
+        art.meta["aot"] = {"device": device, "fp16": fp16, "channels_last": bool(channels_last),
+                           "fp32_parts": list(getattr(module.inner, "FP32_PARTS", ())) if fp16 else [],
+                           "example_shape": list(x.shape),
                            "dynamic_axes": sorted(int(k) for k in dims),
                            "dynamic_ranges": {str(k): str(v) for k, v in ep.range_constraints.items()},
                            "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None}

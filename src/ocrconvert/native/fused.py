@@ -135,13 +135,16 @@ class FusedLCNetV3(nn.Module):
                 blocks.append(FusedBlock(dw, se, pw))
             ends.append(len(blocks))
         self.blocks = nn.ModuleList(blocks)
+        self.stage_ends = ends  # number of blocks up to the end of each stage
         self.taps = [ends[s - 1] - 1 for s in out_stages]  # block index after which a stage output is taken
 
     def forward(self, x):
-        x = self.stem(x)
+        # each part runs in its own weights' dtype (half_precision may keep early parts in fp32); the casts
+        # are no-ops when the dtypes already agree
+        x = self.stem(x.to(self.stem.weight.dtype))
         feats = []
         for i, b in enumerate(self.blocks):
-            x = b(x)
+            x = b(x.to(b.dw.conv.weight.dtype))
             if i in self.taps:
                 feats.append(x)
         return feats
@@ -200,9 +203,17 @@ class FusedRec(nn.Module):
 
 
 class FusedDet(nn.Module):
-    # kept in fp32 by half_precision(): the head's transposed convs and sigmoid decide the map's edges,
-    # where fp16 rounding flips binarized pixels
-    FP32_PARTS = ("conv_down", "conv_up", "conv_final")
+    # Parts that half_precision() keeps in fp32 (set per instance in __init__): the stem and the first
+    # three backbone stages (down to 1/8 resolution), and the last transposed conv + sigmoid.
+    # Why the early backbone: its fused rep-layer convs have large gains (3x3 depthwise weights up to ~60,
+    # pre-activations over 200), so fp16 rounding there (of weights and activations) is injected at full
+    # resolution and amplified by everything after it; on rendered pages it alone moves det-map IoU@0.3 to
+    # 0.98-0.99. The neck, the `layer` 1x1 convs and the head's first two convs are insensitive (fp32 there
+    # changes IoU by < 1e-3); with stages 4-5 they are ~87 % of the FLOPs, and stay fp16. The last conv +
+    # sigmoid give the fp32 map directly (few FLOPs, but cuDNN runs this fp32 transposed conv slowly on the
+    # H100: 0.32 ms of a 1.75 ms call, docs/benchmarks.md).
+    FP32_PARTS: tuple[str, ...] = ("conv_final",)
+    FP32_STAGES = 3
 
     def __init__(self, model):
         super().__init__()
@@ -210,6 +221,7 @@ class FusedDet(nn.Module):
         bcfg = cfg.backbone_config
         out_stages = [int(s.replace("stage", "")) for s in bcfg.out_features]
         self.backbone = FusedLCNetV3(model.model.backbone.encoder, bcfg.hidden_act, out_stages)
+        self.set_fp32_stages(self.FP32_STAGES)
         self.layer = copy.deepcopy(model.model.layer)
         self.neck = copy.deepcopy(model.model.neck)
         h = model.head
@@ -222,13 +234,21 @@ class FusedDet(nn.Module):
             self.conv_up.bias.copy_(b.float())
         self.conv_final = copy.deepcopy(h.conv_final)
 
+    def set_fp32_stages(self, n: int) -> None:
+        """Keep the stem and the first ``n`` backbone stages in fp32 under half_precision (0: none of the
+        backbone); call before half_precision()."""
+        n = max(0, min(int(n), len(self.backbone.stage_ends)))
+        early = self.backbone.stage_ends[n - 1] if n else 0
+        stem = ("backbone.stem",) if n else ()
+        self.FP32_PARTS = (*stem, *(f"backbone.blocks.{i}" for i in range(early)), "conv_final")
+
     def forward(self, pixel_values):
         feats = self.backbone(pixel_values)
-        feats = [layer(f) for layer, f in zip(self.layer, feats)]
+        feats = [layer(f.to(layer.weight.dtype)) for layer, f in zip(self.layer, feats)]
         x = self.neck(feats)
         x = F.relu(self.conv_down(x.to(self.conv_down.weight.dtype)))
-        x = F.relu(self.conv_up(x))
-        return torch.sigmoid(self.conv_final(x))
+        x = F.relu(self.conv_up(x.to(self.conv_up.weight.dtype)))
+        return torch.sigmoid(self.conv_final(x.to(self.conv_final.weight.dtype)))
 
 
 def _fuse_cls(model) -> nn.Module:
@@ -268,8 +288,30 @@ def fuse_model(model) -> nn.Module:
 
 
 def half_precision(module: nn.Module) -> nn.Module:
-    """fp16 weights, except the parts a model lists in ``FP32_PARTS`` (cast back to fp32 there)."""
-    module = module.half()
-    for name in getattr(module, "FP32_PARTS", ()):
-        getattr(module, name).float()
+    """fp16 weights, except the parts a model lists in ``FP32_PARTS`` (dotted submodule names), which keep
+    their fp32 weights untouched (not rounded through fp16). In place; returns ``module``."""
+    keep = tuple(getattr(module, "FP32_PARTS", ()))
+    for name in keep:
+        module.get_submodule(name)  # an unknown name is an error, not a silent no-op
+
+    def kept(name: str) -> bool:
+        return any(name == k or name.startswith(k + ".") for k in keep)
+
+    for name, sub in module.named_modules():
+        if kept(name):
+            continue
+        for p in sub.parameters(recurse=False):
+            if p.is_floating_point():
+                p.data = p.data.half()
+        for bname, buf in list(sub.named_buffers(recurse=False)):
+            if buf is not None and buf.is_floating_point():
+                setattr(sub, bname, buf.half())
     return module
+
+
+def input_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype a module's first layer computes in (what to feed it after half_precision)."""
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
