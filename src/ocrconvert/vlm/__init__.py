@@ -6,7 +6,18 @@ blocked attention and its ONNX ``Loop`` in :mod:`.attention`; the peak-memory pr
 """
 from __future__ import annotations
 
-MODELS = ("hunyuan-ocr",)
+MODELS = {"hunyuan-ocr": "hunyuan", "paddleocr-vl": "paddleocr_vl"}
+
+
+def family(name: str):
+    """The module that knows one VLM's tower: config/weights, wrapper, reference, preprocessing."""
+    import importlib
+
+    from ..errors import UsageError
+
+    if name not in MODELS:
+        raise UsageError(f"unknown VLM {name!r}", hint=f"One of: {', '.join(MODELS)}")
+    return importlib.import_module(f".{MODELS[name]}", __name__)
 
 
 def __getattr__(name):  # lazy: torch/transformers load only when used

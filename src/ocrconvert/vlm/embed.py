@@ -10,8 +10,8 @@ import numpy as np
 from ..errors import UsageError
 
 
-def read_preprocess(encoder: Path) -> dict:
-    """The preprocessing recorded in the encoder's ONNX metadata (``vlm-export`` writes it)."""
+def read_preprocess(encoder: Path) -> tuple[str, dict]:
+    """The VLM and preprocessing recorded in the encoder's ONNX metadata (``vlm-export`` writes them)."""
     from ..formats import detect
     from ..onnx_io import load_onnx, metadata
 
@@ -22,21 +22,21 @@ def read_preprocess(encoder: Path) -> dict:
     if meta.get("ocrconvert.family") != "vlm-vision":
         raise UsageError(f"{encoder} was not written by `ocrconvert vlm-export` (no vlm-vision metadata)",
                          hint="Export the encoder first: ocrconvert vlm-export hunyuan-ocr -o encoder.onnx")
-    return json.loads(meta["ocrconvert.preprocess"])
+    return meta.get("ocrconvert.vlm", "hunyuan-ocr"), json.loads(meta["ocrconvert.preprocess"])
 
 
 def embed_image(encoder: str | Path, image: str | Path, output: str | Path) -> dict:
     import onnxruntime as ort
 
-    from .hunyuan import preprocess
+    from . import family
 
     encoder, image, output = Path(encoder), Path(image), Path(output)
     if not image.is_file():
         raise UsageError(f"{image} is not a file")
     if output.suffix != ".npy":
         raise UsageError("the output must end in .npy", hint="e.g. -o embeds.npy")
-    prep = read_preprocess(encoder)
-    x = preprocess(image, min_pixels=prep["min_pixels"], max_pixels=prep["max_pixels"])
+    model, prep = read_preprocess(encoder)
+    x = family(model).preprocess(image, min_pixels=prep["min_pixels"], max_pixels=prep["max_pixels"])
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     sess = ort.InferenceSession(str(encoder), opts, providers=["CPUExecutionProvider"])

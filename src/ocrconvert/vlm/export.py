@@ -19,9 +19,9 @@ import numpy as np
 from ..errors import ConversionError, UsageError
 from ..verification.compare import Tolerances, compare_arrays
 from ..verification.report import CaseResult, ParityReport
+from . import family
 
 log = logging.getLogger(__name__)
-DEFAULT_SIZES = ((512, 512), (640, 960), (1024, 768))
 OUTPUTS = ("image_embeds", "last_hidden_state")
 TWO_GB = 2 * 1024 ** 3
 
@@ -38,26 +38,25 @@ class VlmExportOptions:
     device: str = "cpu"                  # AOT packages: cpu | cuda
     reference_device: str = "cpu"        # where the fp32 transformers reference runs (cuda: TF32 off)
     seed: int = 0
-    export_size: tuple[int, int] = (512, 512)
-    sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES
+    export_size: tuple[int, int] | None = None          # None: the family's default
+    sizes: tuple[tuple[int, int], ...] | None = None    # None: the family's three defaults
     external_data: bool | None = None    # None: only when the weights exceed 2 GB
 
     def validate(self) -> None:
-        from . import MODELS
-        from .hunyuan import INTERPOLATIONS
-
-        if self.model not in MODELS:
-            raise UsageError(f"unknown VLM {self.model!r}", hint=f"One of: {', '.join(MODELS)}")
+        fam = family(self.model)
+        self.export_size = tuple(self.export_size or fam.DEFAULT_EXPORT_SIZE)
+        self.sizes = tuple(tuple(s) for s in (self.sizes or fam.DEFAULT_SIZES))
         if self.precision not in ("fp32", "fp16", "bf16"):
             raise UsageError(f"unknown precision {self.precision!r}", hint="fp32, fp16 or bf16")
-        if self.interpolation not in INTERPOLATIONS:
-            raise UsageError(f"unknown interpolation {self.interpolation!r}", hint=f"One of: {', '.join(INTERPOLATIONS)}")
+        if self.interpolation not in fam.INTERPOLATIONS:
+            raise UsageError(f"unknown interpolation {self.interpolation!r} for {self.model}",
+                             hint=f"One of: {', '.join(fam.INTERPOLATIONS)}")
         if self.block < 1:
             raise UsageError("--block must be >= 1")
         if not 17 <= self.opset <= 23:
             raise UsageError(f"--opset {self.opset} is outside 17..23 (the dynamo exporter's range)")
         for h, w in (self.export_size, *self.sizes):
-            check_size(h, w)
+            check_size(h, w, fam.FACTOR)
         if len(self.sizes) < 1:
             raise UsageError("give at least one verification size")
 
@@ -67,11 +66,13 @@ class VlmExportOptions:
         return d
 
 
-def check_size(h: int, w: int, factor: int = 32, edge_max: int = 4096) -> None:
+def check_size(h: int, w: int, factor: int = 32, max_tokens_side: int = 128) -> None:
+    """Sides: multiples of ``factor`` (patch x merge), at most ``max_tokens_side`` merged tokens each."""
+    edge_max = factor * max_tokens_side
     if h % factor or w % factor or not (factor <= h <= edge_max and factor <= w <= edge_max):
-        raise UsageError(f"image size {h}x{w} is not valid for the encoder",
-                         hint=f"Sides must be multiples of {factor} in {factor}..{edge_max} (the processor's smart resize "
-                              "makes them so).")
+        raise UsageError(f"image size {h}x{w} is not valid for the encoder: sides must be multiples of {factor} "
+                         f"in {factor}..{edge_max}",
+                         hint="The processor's smart resize makes them so (see ocrconvert.vlm.preprocess).")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -79,7 +80,8 @@ def parse_size(text: str) -> tuple[int, int]:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise UsageError(f"size {text!r} is not HxW", hint="e.g. 640x960") from None
-    check_size(h, w)
+    if h <= 0 or w <= 0:
+        raise UsageError(f"size {text!r} must be positive")
     return h, w
 
 
@@ -127,10 +129,9 @@ def aot_target(path: Path, device: str) -> Callable[[np.ndarray], list[np.ndarra
     return run
 
 
-def _seeded_image(h: int, w: int, seed: int) -> np.ndarray:
-    """A normalized-image-like input: CLIP-normalized uniform pixels (range about -1.8..2.1)."""
-    from .hunyuan import PREPROCESS
-
+def _seeded_image(h: int, w: int, seed: int, model: str = "hunyuan-ocr") -> np.ndarray:
+    """A normalized-image-like input: uniform pixels normalized with the model's mean/std."""
+    PREPROCESS = family(model).PREPROCESS
     rng = np.random.default_rng(seed + 7919 * h + w)
     px = rng.random((1, 3, h, w), dtype=np.float32)
     mean = np.asarray(PREPROCESS["mean"], np.float32)[None, :, None, None]
@@ -140,20 +141,22 @@ def _seeded_image(h: int, w: int, seed: int) -> np.ndarray:
 
 def verify_encoder(target: Callable[[np.ndarray], list[np.ndarray]], tower, *, interpolation: str,
                    sizes, precision: str = "fp32", images: list[Path] | None = None, seed: int = 0,
-                   label: str = "", say: Callable[[str], None] = lambda m: None) -> ParityReport:
+                   label: str = "", model: str = "hunyuan-ocr",
+                   say: Callable[[str], None] = lambda m: None) -> ParityReport:
     """Both outputs of ``target`` vs the transformers tower on seeded inputs at ``sizes`` (and images)."""
     import torch
 
-    from .hunyuan import INTERPOLATIONS, preprocess, reference_forward
+    fam = family(model)
+    INTERPOLATIONS, preprocess, reference_forward = fam.INTERPOLATIONS, fam.preprocess, fam.reference_forward
 
     tol = Tolerances(precision=precision if precision != "bf16" else "fp16",
                      atol=5e-2 if precision == "bf16" else None, rtol=5e-2 if precision == "bf16" else None)
     started = time.perf_counter()
-    report = ParityReport(source=f"transformers HunYuanVLVisionTransformer ({INTERPOLATIONS[interpolation]})",
+    report = ParityReport(source=f"transformers {type(tower).__name__} ({INTERPOLATIONS[interpolation]})",
                           target=label, source_backend=f"transformers (torch eager, fp32, {next(tower.parameters()).device.type})",
-                          target_backend=label or "exported", family=f"vlm-vision, interpolation={interpolation}",
+                          target_backend=label or "exported", family=f"vlm-vision {model}, interpolation={interpolation}",
                           tolerances=tol.to_dict())
-    feeds = [(f"{h}x{w}", "random", _seeded_image(h, w, seed)) for h, w in sizes]
+    feeds = [(f"{h}x{w}", "random", _seeded_image(h, w, seed, model)) for h, w in sizes]
     for img in images or ():
         feeds.append((Path(img).name, "image", preprocess(img)))
     for name, kind, x in feeds:
@@ -173,10 +176,11 @@ def verify_encoder(target: Callable[[np.ndarray], list[np.ndarray]], tower, *, i
 # ---------------------------------------------------------------------------------------------------
 # export
 # ---------------------------------------------------------------------------------------------------
-def _dynamic_sides():
+def _dynamic_sides(factor: int = 32):
+    """H and W symbolic, multiples of ``factor`` (patch x merge), up to 128 merged tokens a side."""
     from torch.export import Dim
 
-    return {2: 32 * Dim("h32", min=1, max=128), 3: 32 * Dim("w32", min=1, max=128)}
+    return {2: factor * Dim(f"h{factor}", min=1, max=128), 3: factor * Dim(f"w{factor}", min=1, max=128)}
 
 
 def at_precision(encoder, precision: str, device: str = "cpu"):
@@ -216,12 +220,12 @@ def export_onnx(encoder, dest: Path, options: VlmExportOptions, say=lambda m: No
     from . import attention
 
     h, w = options.export_size
-    x = torch.from_numpy(_seeded_image(h, w, options.seed))
+    x = torch.from_numpy(_seeded_image(h, w, options.seed, options.model))
     say(f"torch.onnx.export (dynamo) at {h}x{w}, sides symbolic")
     try:
         with torch.no_grad():
             prog = torch.onnx.export(at_precision(encoder, options.precision), (x,), dynamo=True, input_names=["pixel_values"],
-                                     output_names=list(OUTPUTS), dynamic_shapes=(_dynamic_sides(),),
+                                     output_names=list(OUTPUTS), dynamic_shapes=(_dynamic_sides(family(options.model).FACTOR),),
                                      custom_translation_table=attention.onnx_translation_table(),
                                      opset_version=options.opset, optimize=True, verbose=False)
     except Exception as exc:  # noqa: BLE001
@@ -243,12 +247,11 @@ def export_onnx(encoder, dest: Path, options: VlmExportOptions, say=lambda m: No
 
 
 def _metadata(model, options: VlmExportOptions) -> None:
-    from .hunyuan import PREPROCESS
-
-    profile = {"pixel_values": [[1, 3, 32, 32], [1, 3, 1024, 768], [1, 3, 2048, 2048]]}
+    fam = family(options.model)
+    profile = {"pixel_values": fam.TRT_PROFILE}
     meta = {"ocrconvert.family": "vlm-vision", "ocrconvert.vlm": options.model,
             "ocrconvert.interpolation": options.interpolation,
-            "ocrconvert.preprocess": json.dumps(PREPROCESS), "ocrconvert.trt_profiles": json.dumps(profile)}
+            "ocrconvert.preprocess": json.dumps(fam.PREPROCESS), "ocrconvert.trt_profiles": json.dumps(profile)}
     for k, v in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
@@ -264,11 +267,11 @@ def export_aot(encoder, dest: Path, options: VlmExportOptions, say=lambda m: Non
         raise UsageError(f"{options.precision} AOT packages are built for CUDA", hint="Add --device cuda.")
     module = at_precision(encoder, options.precision, device)
     h, w = options.export_size
-    x = torch.from_numpy(_seeded_image(h, w, options.seed)).to(device)
+    x = torch.from_numpy(_seeded_image(h, w, options.seed, options.model)).to(device)
     say(f"torch.export at {h}x{w} ({options.precision}, {device})")
     try:
         with torch.no_grad():
-            ep = torch.export.export(module, (x,), dynamic_shapes=(_dynamic_sides(),))
+            ep = torch.export.export(module, (x,), dynamic_shapes=(_dynamic_sides(family(options.model).FACTOR),))
         say("AOTInductor compile")
         torch._inductor.aoti_compile_and_package(ep, package_path=str(dest))
     except UsageError:
@@ -296,10 +299,9 @@ def export_encoder(output: str | Path, options: VlmExportOptions | None = None, 
 
     from ..atomic import commit_files, staging
     from ..manifest import environment, write_manifest
-    from .hunyuan import INTERPOLATIONS, PREPROCESS, HunyuanVisionEncoder, build_tower
-
     options = options or VlmExportOptions()
     options.validate()
+    fam = family(options.model)
     output = Path(output)
     kind = {".onnx": "onnx", ".pt2": "aot"}.get(output.suffix)
     if kind is None:
@@ -314,8 +316,8 @@ def export_encoder(output: str | Path, options: VlmExportOptions | None = None, 
     timings = {}
     t0 = time.perf_counter()
     say("building the vision tower" + (f" from {options.checkpoint}" if options.checkpoint else " (seeded random weights)"))
-    tower = build_tower(options.checkpoint, layers=options.layers, seed=options.seed)
-    encoder = HunyuanVisionEncoder(tower, interpolation=options.interpolation,
+    tower = fam.build_tower(options.checkpoint, layers=options.layers, seed=options.seed)
+    encoder = fam.Encoder(tower, interpolation=options.interpolation,
                                    attention="blocked" if kind == "onnx" else "sdpa", block=options.block).eval()
     timings["build_s"] = round(time.perf_counter() - t0, 2)
     with staging(output) as tmp:
@@ -332,7 +334,7 @@ def export_encoder(output: str | Path, options: VlmExportOptions | None = None, 
             sizes = list(options.sizes)
             report = verify_encoder(target, tower, interpolation=options.interpolation, sizes=sizes,
                                     precision=options.precision, images=images, seed=options.seed,
-                                    label=f"{output.name} ({'ONNX Runtime CPU' if kind == 'onnx' else 'AOTInductor ' + options.device})",
+                                    model=options.model, label=f"{output.name} ({'ONNX Runtime CPU' if kind == 'onnx' else 'AOTInductor ' + options.device})",
                                     say=say)
             timings["verify_s"] = round(time.perf_counter() - t0, 2)
         cfg = tower.config
@@ -340,17 +342,15 @@ def export_encoder(output: str | Path, options: VlmExportOptions | None = None, 
             "schema_version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "source": {"model": options.model, "checkpoint": str(Path(options.checkpoint).resolve()) if options.checkpoint else None,
                        "weights": "checkpoint" if options.checkpoint else f"seeded random (seed {options.seed})",
-                       "vision_config": {k: getattr(cfg, k) for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
-                                                                      "num_attention_heads", "patch_size", "spatial_merge_size",
-                                                                      "max_image_size", "text_hidden_size", "interpolate_mode")},
+                       "vision_config": {k: getattr(cfg, k) for k in fam.CONFIG_KEYS},
                        "parameters": int(sum(p.numel() for p in tower.parameters()))},
             "hops": [{"from": "transformers", "to": kind, **hop}],
             "options": options.to_dict(),
-            "interpolation": {"convention": options.interpolation, "description": INTERPOLATIONS[options.interpolation]},
-            "preprocess": PREPROCESS,
-            "io": {"inputs": {"pixel_values": "[1, 3, H, W] float32, H, W multiples of 32"},
-                   "outputs": {"image_embeds": "[1, (H/32)·(W/32+1)+2, text_hidden_size] (patch merger: begin, rows+newline, end)",
-                               "last_hidden_state": "[1, (H/16)·(W/16), hidden_size], raster patch order"}},
+            "interpolation": {"convention": options.interpolation,
+                              "description": fam.INTERPOLATIONS[options.interpolation]},
+            "preprocess": fam.PREPROCESS,
+            "io": {"inputs": {"pixel_values": f"[1, 3, H, W] float32, H, W multiples of {fam.FACTOR}"},
+                   "outputs": fam.OUTPUT_DOC},
             "environment": {**environment(), "torch_threads": torch.get_num_threads()},
             "verification": report.to_dict() if report is not None else None,
             "timings": timings,

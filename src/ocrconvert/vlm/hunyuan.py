@@ -27,6 +27,15 @@ from . import attention as _attention  # noqa: F401 - registers torch.ops.ocrcon
 log = logging.getLogger(__name__)
 
 NAME = "hunyuan-ocr"
+FACTOR = 32   # image sides: multiples of patch (16) x spatial merge (2)
+PATCH = 16
+DEFAULT_EXPORT_SIZE = (512, 512)
+DEFAULT_SIZES = ((512, 512), (640, 960), (1024, 768))
+TRT_PROFILE = [[1, 3, 32, 32], [1, 3, 1024, 768], [1, 3, 2048, 2048]]
+OUTPUT_DOC = {"image_embeds": "[1, (H/32)·(W/32+1)+2, text_hidden_size] (patch merger: begin, rows+newline, end)",
+              "last_hidden_state": "[1, (H/16)·(W/16), hidden_size], raster patch order"}
+CONFIG_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "patch_size",
+               "spatial_merge_size", "max_image_size", "text_hidden_size", "interpolate_mode")
 # the public tencent/HunyuanOCR vision config (transformers field names)
 VISION_CONFIG = {
     "hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
@@ -215,6 +224,9 @@ class HunyuanVisionEncoder(nn.Module):
         return self.patch_merger(x, size=(h, w)), x
 
 
+Encoder = HunyuanVisionEncoder
+
+
 def patchify(pixel_values: torch.Tensor, patch: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """[1, 3, H, W] -> the processor's flat patches [h·w, 3·p·p] (raster order) and ``grid_thw``."""
     _, c, hh, ww = pixel_values.shape
@@ -257,18 +269,25 @@ def output_tokens(height: int, width: int, patch: int = 16, merge: int = 2) -> i
 def preprocess(image, *, min_pixels: int = PREPROCESS["min_pixels"], max_pixels: int = PREPROCESS["max_pixels"]) -> np.ndarray:
     """An image file / PIL image -> ``pixel_values`` [1, 3, H, W] float32, exactly as the HunyuanOCR
     processor prepares it (transformers ``HunYuanVLImageProcessorPil``), in image layout."""
-    from PIL import Image, UnidentifiedImageError
     from transformers.models.hunyuan_vl.image_processing_pil_hunyuan_vl import HunYuanVLImageProcessorPil
 
-    if not isinstance(image, Image.Image):
-        try:
-            with Image.open(image) as im:
-                image = im.convert("RGB")
-        except (OSError, UnidentifiedImageError) as exc:
-            raise UsageError(f"cannot read image {image}: {exc}") from None
+    image = open_rgb(image)
     proc = HunYuanVLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels)
-    feats = proc(images=image.convert("RGB"), return_tensors="np")
+    feats = proc(images=image, return_tensors="np")
     flat, (_, h, w) = feats["pixel_values"], feats["image_grid_thw"][0]
     p = proc.patch_size
     img = flat.reshape(h, w, 3, p, p).transpose(2, 0, 3, 1, 4).reshape(1, 3, h * p, w * p)
     return np.ascontiguousarray(img, dtype=np.float32)
+
+
+def open_rgb(image):
+    """A path or PIL image -> an RGB PIL image; unreadable files are a usage error."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    try:
+        with Image.open(image) as im:
+            return im.convert("RGB")
+    except (OSError, UnidentifiedImageError) as exc:
+        raise UsageError(f"cannot read image {image}: {exc}") from None
