@@ -77,15 +77,17 @@ def _variants(path: Path, device: str, compile_: bool, half: bool = False,
             import torch
 
             m = module_fn().eval().to(device)
+            in_dtype = torch.float32
             if fp16:
-                from .native.fused import half_precision
+                from .native.fused import half_precision, input_dtype
 
                 m = half_precision(m)
+                in_dtype = input_dtype(m)  # fp32 where the stem stays fp32 (det)
             if compiled:
                 m = torch.compile(m, fullgraph=True, dynamic=False, mode=compile_mode)
             def call(x):
                 with torch.inference_mode():
-                    return m(x.half() if fp16 else x)
+                    return m(x.to(in_dtype))
             return call
         return make
 

@@ -148,6 +148,25 @@ def test_parity_failure_is_reported(tower):
     assert not rep.passed and "exceeds atol" in rep.cases[0].outputs[0].problem
 
 
+def test_reduced_precision_rule_scales_with_the_output(tower):
+    """fp16/bf16: max abs <= c·rms(ref) and a cosine floor; noise of 0.5 % RMS passes, 5 % fails."""
+    from ocrconvert.vlm.export import REDUCED, verify_encoder
+    from ocrconvert.vlm.hunyuan import reference_forward
+
+    def noisy(scale):
+        def target(x):
+            outs = [t.numpy() for t in reference_forward(tower, torch.from_numpy(x))]
+            rng = np.random.default_rng(0)
+            return [o + scale * np.sqrt(np.mean(o ** 2)) * rng.standard_normal(o.shape).astype(np.float32) / 4
+                    for o in outs]
+        return target
+    ok = verify_encoder(noisy(0.005), tower, interpolation="transformers", sizes=[(256, 320)], precision="fp16")
+    bad = verify_encoder(noisy(0.05), tower, interpolation="transformers", sizes=[(256, 320)], precision="fp16")
+    assert ok.passed and not bad.passed
+    assert ok.tolerances["rms_factor"] == REDUCED["fp16"][0]
+    assert verify_encoder(noisy(0.05), tower, interpolation="transformers", sizes=[(256, 320)], precision="bf16").passed
+
+
 @pytest.mark.parametrize("args,needle", [
     (["hunyuan-ocr", "--size", "500x500"], "not valid for the encoder"),
     (["hunyuan-ocr", "--size", "big"], "is not HxW"),
@@ -157,6 +176,7 @@ def test_parity_failure_is_reported(tower):
     (["hunyuan-ocr", "--layers", "99"], "outside 1..27"),
     (["hunyuan-ocr", "--interpolation", "nearest"], "unknown interpolation"),
     (["hunyuan-ocr", "--checkpoint", "/nonexistent"], "is not a folder"),
+    (["hunyuan-ocr", "--reference-device", "tpu"], "is not cpu or cuda"),
     (["hunyuan-ocr", "--size", "512x512", "--export-size", "512x512"], "differs from the export size"),
 ])
 def test_bad_input_exits_2_with_one_message(tmp_path, args, needle):

@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
                    sizes: Annotated[Optional[list[str]], typer.Option("--size", help="Verification size HxW (repeatable; default hunyuan-ocr 512x512, 640x960, 1024x768; paddleocr-vl 448x448, 616x924, 1036x784).")] = None,
                    export_size: Annotated[Optional[str], typer.Option("--export-size", help="Size traced at export (HxW; default 512x512, paddleocr-vl 448x448).")] = None,
                    device: Annotated[str, typer.Option("--device", help="AOT packages: cpu | cuda")] = "cpu",
+                   reference_device: Annotated[str, typer.Option("--reference-device", help="Where the fp32 transformers reference runs: cpu | cuda (TF32 off).")] = "cpu",
                    images: Annotated[Optional[list[Path]], typer.Option("--image", help="Also verify on this image file (repeatable).")] = None,
                    no_verify: NoVerifyOpt = False, seed: SeedOpt = 0, json: JsonOpt = False, debug: DebugOpt = False) -> int:
         """VLM vision tower -> ONE ONNX model (or .pt2) for any image size, verified against transformers."""
@@ -39,7 +40,7 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"--image {img} is not a file")
         opts = VlmExportOptions(model=model, checkpoint=checkpoint, layers=layers, opset=opset,
                                 precision="fp16" if fp16 else "bf16" if bf16 else "fp32", interpolation=interpolation,
-                                block=block, device=device, seed=seed, export_size=parse_size(export_size) if export_size else None,
+                                block=block, device=device, reference_device=reference_device, seed=seed, export_size=parse_size(export_size) if export_size else None,
                                 sizes=tuple(parse_size(s) for s in sizes) if sizes else None)
         with progress(not json) as say:
             result = export_encoder(output, opts, verify=not no_verify, images=images, say=say)

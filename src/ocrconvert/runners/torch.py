@@ -47,7 +47,11 @@ class _TorchRunner(Runner):
     def _infer(self, feed):
         torch = _torch()
         module = self.session
-        dtype = torch.float16 if self.half else None
+        dtype = None
+        if self.half:  # the dtype of the model's first layer: fp32 where half_precision kept the stem fp32
+            from ..native.fused import input_dtype
+
+            dtype = input_dtype(getattr(module, "_orig_mod", module))
         args = [torch.from_numpy(np.asarray(feed[n])).to(self.device, dtype=dtype if np.asarray(feed[n]).dtype.kind == "f" else None)
                 for n in self.input_names]
         try:

@@ -51,6 +51,9 @@ class VlmExportOptions:
         if self.interpolation not in fam.INTERPOLATIONS:
             raise UsageError(f"unknown interpolation {self.interpolation!r} for {self.model}",
                              hint=f"One of: {', '.join(fam.INTERPOLATIONS)}")
+        for flag, dev in (("--device", self.device), ("--reference-device", self.reference_device)):
+            if dev != "cpu" and not dev.startswith("cuda"):
+                raise UsageError(f"{flag} {dev!r} is not cpu or cuda")
         if self.block < 1:
             raise UsageError("--block must be >= 1")
         if not 17 <= self.opset <= 23:
@@ -139,6 +142,21 @@ def _seeded_image(h: int, w: int, seed: int, model: str = "hunyuan-ocr") -> np.n
     return ((px - mean) / std).astype(np.float32)
 
 
+# Reduced precision: a transformer's outputs carry a rounding error that scales with the activations, not
+# with each element (a 1e-2 + 1e-2·|ref| bound fails on near-zero elements of a 27-layer residual stream
+# while the cosine is 0.999999). The bound is a multiple of the output's RMS, scaled by the format's unit
+# roundoff (bf16 has 8x fp16's), plus a cosine floor.
+REDUCED = {"fp16": (0.02, 0.9999), "bf16": (0.16, 0.999)}
+
+
+def _tolerance(ref: np.ndarray, precision: str, fp32: Tolerances) -> Tolerances:
+    if precision not in REDUCED:
+        return fp32
+    c, cos = REDUCED[precision]
+    rms = float(np.sqrt(np.mean(np.square(ref, dtype=np.float64)))) if ref.size else 0.0
+    return Tolerances(precision="fp16", atol=c * rms, rtol=0.0, min_cosine=cos)
+
+
 def verify_encoder(target: Callable[[np.ndarray], list[np.ndarray]], tower, *, interpolation: str,
                    sizes, precision: str = "fp32", images: list[Path] | None = None, seed: int = 0,
                    label: str = "", model: str = "hunyuan-ocr",
@@ -149,13 +167,17 @@ def verify_encoder(target: Callable[[np.ndarray], list[np.ndarray]], tower, *, i
     fam = family(model)
     INTERPOLATIONS, preprocess, reference_forward = fam.INTERPOLATIONS, fam.preprocess, fam.reference_forward
 
-    tol = Tolerances(precision=precision if precision != "bf16" else "fp16",
-                     atol=5e-2 if precision == "bf16" else None, rtol=5e-2 if precision == "bf16" else None)
+    tol = Tolerances(precision="fp32")
+    rule = {"precision": precision, **tol.to_dict()}
+    if precision in REDUCED:
+        c, cos = REDUCED[precision]
+        rule = {"precision": precision, "rule": f"max abs <= {c} x rms(reference output), cosine >= {cos}",
+                "rms_factor": c, "min_cosine": cos}
     started = time.perf_counter()
     report = ParityReport(source=f"transformers {type(tower).__name__} ({INTERPOLATIONS[interpolation]})",
                           target=label, source_backend=f"transformers (torch eager, fp32, {next(tower.parameters()).device.type})",
                           target_backend=label or "exported", family=f"vlm-vision {model}, interpolation={interpolation}",
-                          tolerances=tol.to_dict())
+                          tolerances=rule)
     feeds = [(f"{h}x{w}", "random", _seeded_image(h, w, seed, model)) for h, w in sizes]
     for img in images or ():
         feeds.append((Path(img).name, "image", preprocess(img)))
@@ -167,7 +189,7 @@ def verify_encoder(target: Callable[[np.ndarray], list[np.ndarray]], tower, *, i
         except Exception as exc:  # noqa: BLE001 - runtime errors come in many types
             raise ConversionError(f"the exported model failed at {x.shape[2]}x{x.shape[3]}: "
                                   f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
-        outs = [compare_arrays(n, r, np.asarray(o), tol) for n, r, o in zip(OUTPUTS, ref, out)]
+        outs = [compare_arrays(n, r, np.asarray(o), _tolerance(r, precision, tol)) for n, r, o in zip(OUTPUTS, ref, out)]
         report.cases.append(CaseResult(name, {"pixel_values": list(x.shape)}, outs, kind=kind))
     report.seconds = time.perf_counter() - started
     return report
