@@ -13,6 +13,7 @@ _EXTRAS = {
     "torch": ("torch", "torch"),
     "onnx2torch": ("onnx2torch", "torch"),
     "transformers": ("transformers", "native"),
+    "onnxscript": ("onnxscript", "native"),
     "tensorrt": ("tensorrt", None),
     "onnxconverter_common": ("onnxconverter-common", "trt-fp16"),
 }

@@ -203,3 +203,18 @@ def test_embed_refuses_a_model_it_did_not_export(tmp_path, exported):
     res = run_cli("vlm-embed", other, png, "-o", tmp_path / "e.npy")
     assert res.code == 2 and "not written by `ocrconvert vlm-export`" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "e.npy").exists()
+
+
+def test_external_data_model_is_committed_whole_and_verifies(tmp_path):
+    """Weights in a side file (what a > 2 GB model gets): both files land together and load confined."""
+    from ocrconvert.formats import detect
+    from ocrconvert.onnx_io import load_onnx
+    from ocrconvert.vlm.export import VlmExportOptions, export_encoder
+
+    out = tmp_path / "ext" / "enc.onnx"
+    res = export_encoder(out, VlmExportOptions(layers=1, external_data=True, sizes=((256, 320), (320, 256))))
+    assert res.passed and res.manifest["hops"][0]["external_data"] is True
+    assert sorted(p.name for p in out.parent.iterdir()) == ["enc.onnx", "enc.onnx.data", "enc.onnx.ocrconvert.json"]
+    assert out.stat().st_size < 10 << 20 < (out.parent / "enc.onnx.data").stat().st_size
+    model = load_onnx(detect(out).files["model"])   # external data resolved inside the folder
+    assert sum(len(t.raw_data) for t in model.graph.initializer) == res.manifest["hops"][0]["weight_bytes"]

@@ -17,6 +17,10 @@ def family(name: str):
 
     if name not in MODELS:
         raise UsageError(f"unknown VLM {name!r}", hint=f"One of: {', '.join(MODELS)}")
+    from .._compat import require
+
+    require("torch", "the VLM vision towers are PyTorch modules")
+    require("transformers", f"{name}'s tower comes from transformers")
     return importlib.import_module(f".{MODELS[name]}", __name__)
 
 

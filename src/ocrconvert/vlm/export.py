@@ -239,7 +239,10 @@ def export_onnx(encoder, dest: Path, options: VlmExportOptions, say=lambda m: No
     import onnx
     import torch
 
+    from .._compat import require
     from . import attention
+
+    require("onnxscript", "torch.onnx's dynamo exporter")
 
     h, w = options.export_size
     x = torch.from_numpy(_seeded_image(h, w, options.seed, options.model))
