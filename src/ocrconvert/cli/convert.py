@@ -6,10 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import ExitCode
 from .options import (AtolOpt, DebugOpt, DictOpt, FamilyOpt, ImagesOpt, JsonOpt, NoVerifyOpt, OpsetOpt, OutputOpt,
                       RtolOpt, SeedOpt, parse_tolerance)
-from .render import emit_json, err, out, print_report, progress
+from .render import finish, progress
 
 SourceArg = Annotated[Path, typer.Argument(help="Source model: Paddle folder, .onnx, or ocrconvert artifact.")]
 
@@ -24,14 +23,8 @@ def run_conversion(source, output, *, target, route=None, options=None, no_verif
         result = convert(source, output, target=target, route=route, verify=not no_verify, options=options or {},
                          images=images, tolerances=tol, family=family, dictionary=dictionary, progress=say,
                          reference=reference)
-    if as_json:
-        emit_json(result.to_dict())
-    else:
-        if result.report is not None:
-            print_report(result.report)
-        out.print(f"wrote {result.artifact.path} ({result.artifact.format.value}) via {' -> '.join(result.route)}")
-        err.print(f"manifest: {result.manifest_path}", highlight=False)
-    return int(ExitCode.OK if result.passed else ExitCode.PARITY_FAILED)
+    return finish(result, as_json, f"wrote {result.artifact.path} ({result.artifact.format.value}) via "
+                                   f"{' -> '.join(result.route)}", result.manifest_path)
 
 
 def register(app: typer.Typer) -> None:

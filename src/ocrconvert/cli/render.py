@@ -59,6 +59,20 @@ def print_report(report) -> None:
     out.print(f"[bold green]{line}[/]" if report.passed else f"[bold red]{line}[/]")
 
 
+def finish(result, as_json: bool, wrote: str, manifest) -> int:
+    """Print a conversion result (JSON, or the parity table + what was written); return its exit code."""
+    from ..errors import ExitCode
+
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        if result.report is not None:
+            print_report(result.report)
+        out.print(wrote)
+        err.print(f"manifest: {manifest}", highlight=False)
+    return int(ExitCode.OK if result.passed else ExitCode.PARITY_FAILED)
+
+
 def print_error(exc, as_json: bool) -> None:
     if as_json:
         emit_json(exc.to_dict())

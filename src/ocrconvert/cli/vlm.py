@@ -27,9 +27,9 @@ def register(app: typer.Typer) -> None:
                    images: Annotated[Optional[list[Path]], typer.Option("--image", help="Also verify on this image file (repeatable).")] = None,
                    no_verify: NoVerifyOpt = False, seed: SeedOpt = 0, json: JsonOpt = False, debug: DebugOpt = False) -> int:
         """VLM vision tower -> ONE ONNX model (or .pt2) for any image size, verified against transformers."""
-        from ..errors import ExitCode, UsageError
+        from ..errors import UsageError
         from ..vlm.export import VlmExportOptions, export_encoder, parse_size
-        from .render import emit_json, err, out, print_report, progress
+        from .render import finish, progress
 
         if fp16 and bf16:
             raise UsageError("--fp16 and --bf16 exclude each other")
@@ -44,14 +44,8 @@ def register(app: typer.Typer) -> None:
                                 sizes=tuple(parse_size(s) for s in sizes) if sizes else None)
         with progress(not json) as say:
             result = export_encoder(output, opts, verify=not no_verify, images=images, say=say)
-        if json:
-            emit_json(result.to_dict())
-        else:
-            if result.report is not None:
-                print_report(result.report)
-            out.print(f"wrote {result.path} (interpolation: {opts.interpolation})")
-            err.print(f"manifest: {result.path}.ocrconvert.json", highlight=False)
-        return int(ExitCode.OK if result.passed else ExitCode.PARITY_FAILED)
+        return finish(result, json, f"wrote {result.path} (interpolation: {opts.interpolation})",
+                      f"{result.path}.ocrconvert.json")
 
     @app.command("vlm-embed")
     def vlm_embed(encoder: Annotated[Path, typer.Argument(help="An encoder.onnx written by vlm-export")],

@@ -120,7 +120,8 @@ def onnx_target(path: Path) -> Callable[[np.ndarray], list[np.ndarray]]:
     return lambda x: sess.run(list(OUTPUTS), {"pixel_values": x})
 
 
-def aot_target(path: Path, device: str) -> Callable[[np.ndarray], list[np.ndarray]]:
+def _own_aot_target(path: Path, device: str) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """The package this process has just built in its staging folder (loading one runs its native code)."""
     import torch
 
     pkg = torch._inductor.aoti_load_package(str(path))
@@ -355,7 +356,7 @@ def export_encoder(output: str | Path, options: VlmExportOptions | None = None, 
             t0 = time.perf_counter()
             if options.reference_device != "cpu":  # after the export: the encoder shares the tower's modules
                 _fp32_reference_on(tower, options.reference_device)
-            target = onnx_target(staged) if kind == "onnx" else aot_target(staged, options.device)
+            target = onnx_target(staged) if kind == "onnx" else _own_aot_target(staged, options.device)
             sizes = list(options.sizes)
             report = verify_encoder(target, tower, interpolation=options.interpolation, sizes=sizes,
                                     precision=options.precision, images=images, seed=options.seed,

@@ -67,7 +67,7 @@ def build_tower(checkpoint: Path | None = None, *, layers: int | None = None, se
         if not (Path(checkpoint) / "config.json").is_file():
             raise UsageError(f"{checkpoint} has no config.json", hint="Pass the PaddleOCR-VL checkpoint folder.")
         try:  # transformers applies its rename table (original `visual.*` / `mlp_AR.*` naming) on load
-            full = PaddleOCRVLForConditionalGeneration.from_pretrained(str(checkpoint), attn_implementation=attn_implementation)
+            full = PaddleOCRVLForConditionalGeneration.from_pretrained(str(checkpoint), attn_implementation=attn_implementation, use_safetensors=True)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise CorruptModelError(f"cannot load {checkpoint}: {' '.join(str(exc).split())[:300]}") from None
         tower = Tower(full.model.visual, full.model.projector)
