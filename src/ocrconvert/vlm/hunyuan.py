@@ -172,6 +172,7 @@ def _inverse_scale(n: torch.Tensor, edge: int, convention: str) -> torch.Tensor:
 def interpolate_grid(grid: torch.Tensor, h: int, w: int, convention: str) -> torch.Tensor:
     """``grid`` [1, C, E, E] -> [1, C, h, w], bilinear, equal to ``F.interpolate`` under ``convention``."""
     edge = grid.shape[-1]
+    # the sizes as 1-element tensors derived from the shape (not Python ints), so exporters keep them symbolic
     hw = torch.arange(h, device=grid.device)[-1:] + 1, torch.arange(w, device=grid.device)[-1:] + 1
     h0, h1, lh0, lh1 = _source_index(h, edge, _inverse_scale(hw[0], edge, convention))
     w0, w1, lw0, lw1 = _source_index(w, edge, _inverse_scale(hw[1], edge, convention))
