@@ -204,15 +204,15 @@ class FusedRec(nn.Module):
 
 class FusedDet(nn.Module):
     # Parts that half_precision() keeps in fp32 (set per instance in __init__): the stem and the first
-    # three backbone stages (down to 1/8 resolution); the sigmoid runs in fp32.
+    # three backbone stages (down to 1/8 resolution), and the last transposed conv + sigmoid.
     # Why the early backbone: its fused rep-layer convs have large gains (3x3 depthwise weights up to ~60,
     # pre-activations over 200), so fp16 rounding there (of weights and activations) is injected at full
     # resolution and amplified by everything after it; on rendered pages it alone moves det-map IoU@0.3 to
     # 0.98-0.99. The neck, the `layer` 1x1 convs and the head's first two convs are insensitive (fp32 there
-    # changes IoU by < 1e-3); with stages 4-5 they are ~87 % of the FLOPs, and stay fp16. So does the last
-    # transposed conv (in fp32 cuDNN ran it as a slow dgrad GEMM on the H100: 0.32 ms of a 1.75 ms call,
-    # docs/benchmarks.md); its logits go through the sigmoid in fp32.
-    FP32_PARTS: tuple[str, ...] = ()
+    # changes IoU by < 1e-3); with stages 4-5 they are ~87 % of the FLOPs, and stay fp16. The last conv +
+    # sigmoid give the fp32 map directly (few FLOPs, but cuDNN runs this fp32 transposed conv slowly on the
+    # H100: 0.32 ms of a 1.75 ms call, docs/benchmarks.md).
+    FP32_PARTS: tuple[str, ...] = ("conv_final",)
     FP32_STAGES = 3
 
     def __init__(self, model):
@@ -240,7 +240,7 @@ class FusedDet(nn.Module):
         n = max(0, min(int(n), len(self.backbone.stage_ends)))
         early = self.backbone.stage_ends[n - 1] if n else 0
         stem = ("backbone.stem",) if n else ()
-        self.FP32_PARTS = (*stem, *(f"backbone.blocks.{i}" for i in range(early)))
+        self.FP32_PARTS = (*stem, *(f"backbone.blocks.{i}" for i in range(early)), "conv_final")
 
     def forward(self, pixel_values):
         feats = self.backbone(pixel_values)
@@ -248,7 +248,7 @@ class FusedDet(nn.Module):
         x = self.neck(feats)
         x = F.relu(self.conv_down(x.to(self.conv_down.weight.dtype)))
         x = F.relu(self.conv_up(x.to(self.conv_up.weight.dtype)))
-        return torch.sigmoid(self.conv_final(x.to(self.conv_final.weight.dtype)).float())
+        return torch.sigmoid(self.conv_final(x.to(self.conv_final.weight.dtype)))
 
 
 def _fuse_cls(model) -> nn.Module:
