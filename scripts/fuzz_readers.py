@@ -138,28 +138,21 @@ def target_detect(tmp: Path, layout: list[tuple[str, str, bytes]]) -> None:
         _only_our_errors(detect, p)
 
 
-def target_legacy(tmp: Path, data: bytes) -> None:
-    from ocrconvert.paddle_program import read_legacy
+def _file_target(filename: str, reader: str):
+    """Write the fuzzed bytes as ``filename`` and hand it to ``reader`` ("module:function")."""
+    def target(tmp: Path, data: bytes) -> None:
+        import importlib
 
-    p = tmp / "inference.pdmodel"
-    p.write_bytes(data)
-    _only_our_errors(read_legacy, p)
-
-
-def target_pir(tmp: Path, data: bytes) -> None:
-    from ocrconvert.paddle_program import read_pir
-
-    p = tmp / "inference.json"
-    p.write_bytes(data)
-    _only_our_errors(read_pir, p)
+        module, func = reader.split(":")
+        p = tmp / filename
+        p.write_bytes(data)
+        _only_our_errors(getattr(importlib.import_module(module), func), p)
+    return target
 
 
-def target_onnx(tmp: Path, data: bytes) -> None:
-    from ocrconvert.onnx_io import load_onnx
-
-    p = tmp / "model.onnx"
-    p.write_bytes(data)
-    _only_our_errors(load_onnx, p)
+target_legacy = _file_target("inference.pdmodel", "ocrconvert.paddle_program:read_legacy")
+target_pir = _file_target("inference.json", "ocrconvert.paddle_program:read_pir")
+target_onnx = _file_target("model.onnx", "ocrconvert.onnx_io:load_onnx")
 
 
 def target_config(tmp: Path, text: str) -> None:

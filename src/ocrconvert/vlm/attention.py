@@ -30,6 +30,17 @@ def _(q, k, v, scale, block):
     return torch.empty_like(q)
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, mode: str, block: int) -> torch.Tensor:
+    """softmax(q·kᵀ·scale)·v as the wrappers run it: ``blocked`` (the custom op, for ONNX), ``sdpa``
+    (PyTorch's fused kernel, for AOT/GPU) or ``eager`` (matmul + fp32 softmax, as transformers' eager)."""
+    if mode == "blocked":
+        return torch.ops.ocrconvert.blocked_attention(q, k, v, float(scale), block)
+    if mode == "sdpa":
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scale)
+    w = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * scale, dim=-1, dtype=torch.float32)
+    return torch.matmul(w.to(q.dtype), v)
+
+
 def onnx_translation_table() -> dict:
     """``custom_translation_table`` for ``torch.onnx.export``: the op becomes one custom-domain node."""
     from onnxscript import values

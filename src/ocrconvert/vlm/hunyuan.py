@@ -11,7 +11,6 @@ blocks (:mod:`.attention`). Weights are the tower's own modules, unchanged.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import types
 from pathlib import Path
@@ -22,9 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CorruptModelError, UsageError
-from . import attention as _attention  # noqa: F401 - registers torch.ops.ocrconvert.blocked_attention
+from . import attention as _attention
 
-log = logging.getLogger(__name__)
 
 NAME = "hunyuan-ocr"
 FACTOR = 32   # image sides: multiples of patch (16) x spatial merge (2)
@@ -205,13 +203,7 @@ class HunyuanVisionEncoder(nn.Module):
         b, n, _ = x.shape
         q, k, v = (p(x).view(b, n, self.heads, self.head_dim).transpose(1, 2)
                    for p in (attn.q_proj, attn.k_proj, attn.v_proj))
-        if self.attention == "blocked":
-            o = torch.ops.ocrconvert.blocked_attention(q, k, v, float(attn.scaling), self.block)
-        elif self.attention == "sdpa":
-            o = F.scaled_dot_product_attention(q, k, v, scale=attn.scaling)
-        else:
-            w = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * attn.scaling, dim=-1, dtype=torch.float32)
-            o = torch.matmul(w.to(q.dtype), v)
+        o = _attention.attend(q, k, v, attn.scaling, self.attention, self.block)
         return attn.o_proj(o.transpose(1, 2).reshape(b, n, -1))
 
     def forward(self, pixel_values: torch.Tensor):
@@ -275,9 +267,13 @@ def preprocess(image, *, min_pixels: int = PREPROCESS["min_pixels"], max_pixels:
     image = open_rgb(image)
     proc = HunYuanVLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels)
     feats = proc(images=image, return_tensors="np")
-    flat, (_, h, w) = feats["pixel_values"], feats["image_grid_thw"][0]
-    p = proc.patch_size
-    img = flat.reshape(h, w, 3, p, p).transpose(2, 0, 3, 1, 4).reshape(1, 3, h * p, w * p)
+    return image_from_patches(feats["pixel_values"], feats["image_grid_thw"][0], proc.patch_size)
+
+
+def image_from_patches(flat: np.ndarray, grid_thw, patch: int) -> np.ndarray:
+    """A processor's raster-ordered patches (each channel-major ``[3, p, p]``) -> ``[1, 3, H, W]`` float32."""
+    _, h, w = (int(v) for v in grid_thw)
+    img = np.asarray(flat).reshape(h, w, 3, patch, patch).transpose(2, 0, 3, 1, 4).reshape(1, 3, h * patch, w * patch)
     return np.ascontiguousarray(img, dtype=np.float32)
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import CorruptModelError, UsageError
-from . import attention as _attention  # noqa: F401 - registers torch.ops.ocrconvert.blocked_attention
+from . import attention as _attention
 from .hunyuan import interpolate_grid
 
 NAME = "paddleocr-vl"
@@ -113,13 +113,7 @@ class PaddleOCRVisionEncoder(nn.Module):
         q, k, v = (p(x).view(n, self.heads, self.head_dim) for p in (attn.q_proj, attn.k_proj, attn.v_proj))
         q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
         q, k, v = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
-        if self.attention == "blocked":
-            o = torch.ops.ocrconvert.blocked_attention(q, k, v, float(attn.scaling), self.block)
-        elif self.attention == "sdpa":
-            o = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=attn.scaling)
-        else:
-            w = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * attn.scaling, dim=-1, dtype=torch.float32)
-            o = torch.matmul(w.to(q.dtype), v)
+        o = _attention.attend(q, k, v, attn.scaling, self.attention, self.block)
         return attn.out_proj(o[0].transpose(0, 1).reshape(n, -1))
 
     def forward(self, pixel_values: torch.Tensor):
@@ -171,11 +165,8 @@ def preprocess(image, *, min_pixels: int = PREPROCESS["min_pixels"], max_pixels:
     """An image file / PIL image -> ``pixel_values`` [1, 3, H, W] as ``PaddleOCRVLImageProcessorPil`` prepares it."""
     from transformers.models.paddleocr_vl.image_processing_pil_paddleocr_vl import PaddleOCRVLImageProcessorPil
 
-    from .hunyuan import open_rgb
+    from .hunyuan import image_from_patches, open_rgb
 
-    image = open_rgb(image)
     proc = PaddleOCRVLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels)
-    feats = proc(images=image, return_tensors="np")
-    flat, (_, h, w) = feats["pixel_values"], feats["image_grid_thw"][0]
-    img = flat.reshape(h, w, 3, PATCH, PATCH).transpose(2, 0, 3, 1, 4).reshape(1, 3, h * PATCH, w * PATCH)
-    return np.ascontiguousarray(img, dtype=np.float32)
+    feats = proc(images=open_rgb(image), return_tensors="np")
+    return image_from_patches(feats["pixel_values"], feats["image_grid_thw"][0], PATCH)
