@@ -41,9 +41,9 @@ def load(path: str | Path, **kwargs):
 
 def list_converters():
     """Every registered converter spec (built-in and plugins), with availability."""
-    from .registry import converters
+    from .pipeline import available_converters
 
-    return converters()
+    return available_converters()
 
 
 __all__ = ["convert", "verify", "load", "list_converters", "ExitCode", "OcrConvertError", "__version__"]

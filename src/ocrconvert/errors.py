@@ -87,3 +87,20 @@ class ConversionError(OcrConvertError):
 class ParityError(OcrConvertError):
     exit_code = ExitCode.PARITY_FAILED
     default_hint = "See the verification table; loosen tolerances only if you understand why."
+
+
+def from_os_error(exc: OSError, action: str = "") -> OcrConvertError:
+    """An OS error as a user error: disk full is a failed conversion (5); a bad, unwritable or too long
+    path is a usage error (2). The message names the path and the system's reason."""
+    import errno
+
+    where = exc.filename or ""
+    what = f"{action + ' ' if action else ''}{where}".strip() or "an output"
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ConversionError(f"no space left on the device while writing {what}",
+                               hint="Free some disk space and run again; nothing was written.")
+    if exc.errno == errno.ENAMETOOLONG:
+        return UsageError(f"cannot write {what}: the name is too long for the file system",
+                          hint="Choose a shorter output name.")
+    return UsageError(f"cannot write {what}: {reason}", hint="Choose another -o/--output location.")

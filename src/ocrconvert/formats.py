@@ -22,6 +22,7 @@ class Format(str, Enum):
     TORCH_AOT = "torch-aot"          # AOTInductor package (.pt2)
     TENSORRT = "tensorrt"            # serialized engine
     REFERENCE = "reference"          # recorded source inputs + outputs (.npz, no pickle)
+    VLM_TOWER = "vlm-tower"          # a VLM vision tower named by family (+ optional checkpoint folder)
 
     @property
     def family(self) -> str:

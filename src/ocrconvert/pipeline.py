@@ -1,7 +1,11 @@
-"""load -> check -> convert (one or more hops) -> verify against the ORIGINAL source -> manifest.
+"""The one spine: load -> check -> convert (1..n hops) -> verify against the ORIGINAL -> manifest -> commit.
 
-Everything is built in a staging folder beside the output and renamed into place at the end,
-so a failed run leaves nothing behind.
+Every conversion goes through ``convert()`` — ONNX, PyTorch graph/native, AOT, TensorRT and its
+prepared plan, the VLM tower exports. Options arrive as one mapping (CLI, batch YAML or Python) and
+each hop's share is validated by the options record its converter registered. Each hop returns a
+``HopResult``; the manifest records what each hop actually produced. The output contract
+(``atomic.OutputSlot``): never over or into a source, ``force`` to replace, a lock per output, and an
+artifact that fails verification lands only under its FAILED name.
 """
 from __future__ import annotations
 
@@ -12,20 +16,32 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
+from . import converters as _builtin_converters
 from . import registry
-from .atomic import commit_dir, commit_files, staging
-from .errors import MissingDependencyError, UnsupportedModelError, UnsupportedOpsError
+from .atomic import OutputSlot
+from .errors import MissingDependencyError, UnsupportedModelError, UnsupportedOpsError, UsageError
 from .formats import Artifact, Format, detect
+from .manifest import manifest_path, new_manifest, read_manifest, sha256_artifact, write_manifest
+from .options import Precision
+from .registry import FILE_TARGETS, HopResult, VerificationPolicy
 from .runners import runner_for
 from .runners.base import MemoizedRunner
-from .manifest import manifest_path, new_manifest, read_manifest, sha256_artifact, write_manifest
 from .verification import ParityReport, Tolerances, verify_artifacts
 
 log = logging.getLogger(__name__)
 
-FILE_TARGETS = {"onnx": ".onnx", "tensorrt": ".engine", "torch-aot": ".pt2"}
+
+def available_converters() -> list[registry.ConverterSpec]:
+    """Every registered converter, built-in and plugins (loaded on first use)."""
+    _builtin_converters.load_plugins()
+    return registry.converters()
+
+
+def broken_plugins() -> dict[str, str]:
+    _builtin_converters.load_plugins()
+    return registry.broken_plugins()
 
 
 @dataclass
@@ -44,11 +60,14 @@ class ConversionResult:
         return {"artifact": str(self.artifact.path), "format": self.artifact.format.value,
                 "manifest": str(self.manifest_path), "route": self.route,
                 "verified": self.report is not None, "passed": self.passed,
+                "hops": [{k: h.get(k) for k in ("converter", "options", "produced")} for h in self.manifest["hops"]],
                 "verification": self.report.to_dict() if self.report is not None else None}
 
 
 def original_source(artifact: Artifact) -> Artifact:
     """The source an artifact was converted from, when its manifest names one that still matches."""
+    if artifact.format is Format.VLM_TOWER:
+        return artifact
     man = read_manifest(artifact.path)
     if not man or not man.get("source"):
         return artifact
@@ -64,17 +83,41 @@ def original_source(artifact: Artifact) -> Artifact:
     return artifact
 
 
-def _choose_route(src: Artifact, target: str, prefer: str | None, options: dict):
+def _split_options(route: list[registry.ConverterSpec], options: Mapping) -> list:
+    """Each hop's options record from the one mapping; a key no hop of the route takes is refused."""
+    claimed: set[str] = set()
+    per_hop = []
+    for spec in route:
+        names = spec.options_type.field_names()
+        claimed |= names
+        per_hop.append(spec.parse_options({k: v for k, v in options.items() if k in names},
+                                          where=f"route {spec.key.name}"))
+    unused = sorted(set(options) - claimed)
+    if unused:
+        raise UsageError(f"{', '.join(unused)} cannot be honoured by the route {' -> '.join(s.key.name for s in route)}",
+                         hint="Drop the option, or pick the route that takes it (`ocrconvert routes`).")
+    return per_hop
+
+
+def _choose_route(src: Artifact, target: str, prefer: str | None, options: Mapping):
     routes = registry.plan(src, target, prefer=prefer)
     problems: list[str] = []
+    usage: UsageError | None = None
     for route in routes:
         if not all(s.available for s in route):
             continue
-        found = route[0].create().check(src, options)
+        try:
+            hop_options = _split_options(route, options)
+        except UsageError as exc:  # this route cannot take the options; another may
+            usage = usage or exc
+            continue
+        found = route[0].create().check(src, hop_options[0])
         if not found:
-            return route
+            return route, hop_options
         problems += found
         log.info("route %s skipped: %s", " -> ".join(s.key.name for s in route), "; ".join(found))
+    if usage is not None and not problems:
+        raise usage
     missing = next((s for r in routes for s in r if not s.available), None)
     if not problems and missing is not None:
         raise MissingDependencyError(missing.missing[0], _extra_for(missing.missing[0]),
@@ -96,22 +139,37 @@ def _io_specs(artifact: Artifact) -> dict:
     return {"inputs": [s.to_dict() for s in r.inputs], "outputs": [s.to_dict() for s in r.outputs]}
 
 
+def final_path(output: Path, target: str, artifact_name: str | None = None) -> Path:
+    """Where the artifact lands: OUTPUT itself, or OUTPUT/model<ext> for a file target given a folder."""
+    output = Path(output)
+    ext = FILE_TARGETS.get(target)
+    if ext and output.suffix != ext:
+        return output / (artifact_name or f"model{ext}")
+    return output
+
+
 def convert(
     source, output, *, target: str, route: str | None = None, verify: bool = True,
-    options: dict | None = None, images=None, tolerances: Tolerances | None = None,
-    family: str | None = None, dictionary=None, progress: Callable[[str], None] | None = None,
-    reference=None,
+    options: Mapping | None = None, images=None, tolerances: Tolerances | None = None,
+    family: str | None = None, dictionary=None, seed: int = 0, force: bool = False,
+    progress: Callable[[str], None] | None = None, reference=None,
 ) -> ConversionResult:
-    """``reference``: a recorded reference (``ocrconvert reference``) to verify against instead of
-    re-running the original source (e.g. on a GPU box without Paddle)."""
+    """Convert ``source`` to ``target`` at ``output`` and verify the result against the ORIGINAL source.
+
+    ``options``: the route's options (``{"opset": 14}``, ``{"precision": "fp16"}``…), validated by the
+    records the route's converters registered. ``reference``: a recorded reference (``ocrconvert
+    reference``) to verify against instead of re-running the original source (a GPU box without Paddle).
+    ``force`` replaces an existing artifact. A failed verification commits under the FAILED name.
+    """
     options = dict(options or {})
     say = progress or (lambda msg: None)
+    available_converters()
     src = source if isinstance(source, Artifact) else detect(source)
     reference = detect(reference) if reference is not None else original_source(src)
-    output = Path(output)
-    chosen = _choose_route(src, target, route, options)
+    chosen, hop_options = _choose_route(src, target, route, options)
     names = [s.key.name for s in chosen]
-    file_mode = target in FILE_TARGETS and output.suffix == FILE_TARGETS[target]
+    dest_path = final_path(output, target)
+    sources = [a.path for a in {id(src): src, id(reference): reference}.values() if a.format is not Format.VLM_TOWER]
     manifest = new_manifest(reference, options=options)
     if reference.format is Format.REFERENCE:  # provenance is the model the reference was recorded from
         manifest["verified_against"] = manifest["source"]
@@ -119,19 +177,18 @@ def convert(
     if reference is not src:
         manifest["input"] = {"path": str(src.path.resolve()), "format": src.format.value}
 
-    with staging(output) as stage, tempfile.TemporaryDirectory(prefix=".hops.", dir=stage.parent) as hops_dir:
-        current = src
-        for i, spec in enumerate(chosen):
+    with OutputSlot(dest_path, is_dir=target not in FILE_TARGETS, sources=sources, force=force) as slot, \
+            tempfile.TemporaryDirectory(prefix=".hops.", dir=slot.stage) as hops_dir:
+        current, hop = src, None
+        for i, (spec, opts) in enumerate(zip(chosen, hop_options)):
             last = i == len(chosen) - 1
-            if last and target in FILE_TARGETS:  # a file: OUTPUT itself, or OUTPUT/model.<ext>
-                dest = stage / (output.name if file_mode else f"model{FILE_TARGETS[target]}")
-            elif last:  # a folder artifact: the staging folder becomes OUTPUT
-                dest = stage
+            if last:
+                dest = slot.stage / dest_path.name if target in FILE_TARGETS else slot.stage / "artifact"
             else:
                 dest = Path(hops_dir) / f"hop{i}{FILE_TARGETS.get(spec.key.target, '')}"
             conv = spec.create()
             if i > 0:
-                found = conv.check(current, options)
+                found = conv.check(current, opts)
                 ops = [p.split(": ", 1)[1] for p in found if p.startswith("unsupported op: ")]
                 if ops:
                     raise UnsupportedOpsError(ops, target=spec.key.target)
@@ -139,59 +196,78 @@ def convert(
                     raise UnsupportedModelError("; ".join(found))
             say(f"{spec.key.source} -> {spec.key.target} ({spec.key.name})")
             t0 = time.perf_counter()
-            previous, current = current, conv.convert(current, dest, options)
+            previous, hop = current, conv.convert(current, dest, opts)
+            if not isinstance(hop, HopResult):
+                raise TypeError(f"converter {spec.key.name} returned {type(hop).__name__}, not HopResult")
+            current = hop.artifact
             if current.format is Format.TORCH_NATIVE:  # also for an intermediate hop: later hops need its I/O
                 native_extra = _finish_native(src, current)
             manifest["hops"].append({
                 "converter": spec.key.name, "from": spec.key.source, "to": spec.key.target,
-                "tool": getattr(conv, "tool", spec.key.name),
-                "versions": conv.versions() if hasattr(conv, "versions") else {},
+                "tool": conv.tool or spec.key.name, "versions": conv.versions(),
+                "options": opts.to_dict(), "produced": hop.facts,
                 "seconds": round(time.perf_counter() - t0, 3),
-                **{k: current.meta[k] for k in ("mapping_report", "fixes") if k in current.meta},
             })
-            for key in ("engine", "aot", "model_metadata"):  # facts only the converter knows (TensorRT build, source metadata)
-                if key in current.meta:
-                    manifest[key] = current.meta[key]
+            manifest.update(hop.manifest)  # facts only the converter knows (TensorRT build, source metadata)
+        policy = hop.policy
+        manifest["precision"] = policy.precision.value
         report = None
         if verify:
             say("verifying against the original source")
-            # a package we just built is trusted before its manifest exists (its loader runs native code)
-            built = (runner_for(current, trust=True, device=current.meta.get("aot", {}).get("device"))
-                     if current.format is Format.TORCH_AOT else None)
-            source_runner = MemoizedRunner(runner_for(reference))  # the source runs once per input
-            report = verify_artifacts(reference, current, images=images, tolerances=tolerances, family=family,
-                                      dictionary=dictionary, target_runner=built, source_runner=source_runner,
-                                      progress=lambda lbl: say(f"verify: {lbl}"))
-            if current.format is Format.TORCH_NATIVE:
-                # ocrconvert.load runs the fused form; the saved folder is the trainable form: prove both
-                from .runners.torch import TorchNativeRunner
-
-                unfused = verify_artifacts(reference, current, images=images, tolerances=tolerances, family=family,
-                                           dictionary=dictionary, target_runner=TorchNativeRunner(current, fused=False),
-                                           source_runner=source_runner,
-                                           progress=lambda lbl: say(f"verify (trainable form): {lbl}"))
-                report.target_backend = "torch-native (fused)"
-                unfused.target_backend = "torch-native (trainable)"
-                manifest["verification_trainable_form"] = unfused.to_dict()
-                report.extra_reports.append(unfused)
-        final_path = output / current.path.name if target in FILE_TARGETS and not file_mode else output
-        manifest["artifact"] = {"path": str(final_path.resolve()), "format": current.format.value,
+            report = _verify(reference, current, policy, images=images, tolerances=tolerances, family=family,
+                             dictionary=dictionary, seed=seed, say=say, manifest=manifest)
+            report.target = str(dest_path)  # not the staging path, which is gone after the commit
+        failed = report is not None and not report.passed
+        landed = dest_path if not failed else _failed(dest_path)
+        manifest["status"] = "failed-verification" if failed else ("verified" if report is not None else "unverified")
+        manifest["artifact"] = {"path": str(landed), "format": current.format.value,
                                 "sha256": sha256_artifact(current.path)}
         if current.format is Format.TORCH_NATIVE:
             manifest.update(native_extra)
         elif current.format is Format.TORCH_AOT:  # a compiled package does not describe itself
-            manifest["io"] = _io_specs(previous)
-            manifest.setdefault("model_metadata", runner_for(previous).metadata())
-        else:
+            if previous.format is not Format.VLM_TOWER:
+                manifest["io"] = _io_specs(previous)
+                manifest.setdefault("model_metadata", runner_for(previous).metadata())
+        elif current.format is not Format.TENSORRT and previous.format is not Format.VLM_TOWER:
             manifest["io"] = _io_specs(current)
         manifest["verification"] = report.to_dict() if report is not None else None
         write_manifest(current.path, manifest)
-        if target in FILE_TARGETS:
-            commit_files(stage, output.parent if file_mode else output)
-        else:
-            commit_dir(stage, output)
-    art = detect(final_path)
-    return ConversionResult(art, manifest_path(final_path), manifest, report, names)
+        landed = slot.commit(current.path, failed=failed)
+    art = detect(landed)
+    return ConversionResult(art, manifest_path(landed), manifest, report, names)
+
+
+def _failed(path: Path) -> Path:
+    from .atomic import failed_path
+
+    return failed_path(path)
+
+
+def _verify(reference: Artifact, current: Artifact, policy: VerificationPolicy, *, images, tolerances, family,
+            dictionary, seed, say, manifest) -> ParityReport:
+    """Judge what the last hop produced against the ORIGINAL source, by the hop's policy."""
+    tol = (tolerances or Tolerances()).resolved(policy.precision)
+    if policy.verifier is not None:  # e.g. a VLM tower against its transformers module
+        return policy.verifier(current, tolerances=tol, progress=lambda lbl: say(f"verify: {lbl}"))
+    built = None
+    if current.format is Format.TORCH_AOT:  # a package we just built is trusted before its manifest exists
+        built = runner_for(current, trust=True, device=manifest.get("aot", {}).get("device"))
+    source_runner = MemoizedRunner(runner_for(reference))  # the source runs once per input
+    common = dict(images=images, tolerances=tol, family=family, dictionary=dictionary, seed=seed,
+                  source_runner=source_runner, random_cases=policy.random_cases)
+    report = verify_artifacts(reference, current, target_runner=built, progress=lambda lbl: say(f"verify: {lbl}"),
+                              **common)
+    if current.format is Format.TORCH_NATIVE:
+        # ocrconvert.load runs the fused form; the saved folder is the trainable form: prove both
+        from .runners.torch import TorchNativeRunner
+
+        unfused = verify_artifacts(reference, current, target_runner=TorchNativeRunner(current, fused=False),
+                                   progress=lambda lbl: say(f"verify (trainable form): {lbl}"), **common)
+        report.target_backend = "torch-native (fused)"
+        unfused.target_backend = "torch-native (trainable)"
+        manifest["verification_trainable_form"] = unfused.to_dict()
+        report.extra_reports.append(unfused)
+    return report
 
 
 def _finish_native(src: Artifact, art: Artifact) -> dict:
@@ -216,3 +292,7 @@ def _finish_native(src: Artifact, art: Artifact) -> dict:
     # the native runner reads these from the manifest; a provisional one serves verification
     (art.path / "ocrconvert.json").write_text(json.dumps(extra))
     return extra
+
+
+__all__ = ["convert", "ConversionResult", "original_source", "available_converters", "broken_plugins",
+           "final_path", "Precision"]

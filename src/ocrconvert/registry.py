@@ -1,29 +1,72 @@
-"""Converter registry: ``@register_converter(source, target, name=...)``, route planning, plugins.
+"""The converter contract and its registry: ``@register_converter(source, target, name, options=...)``.
 
-Keys are coarse formats (``paddle``, ``onnx``, ``torch``, ``tensorrt``, ``torch-aot``). A converter
-is a class with ``check(source, options) -> list[str]`` (every problem, before any work) and
-``convert(source, dest, options) -> Artifact``. Third-party converters register from the
-entry-point group ``ocrconvert.converters``; a plugin that fails to import is listed as broken.
+Keys are coarse formats (``paddle``, ``onnx``, ``torch``, ``torch-aot``, ``tensorrt``, ``tensorrt-plan``,
+``vlm``). A converter is a class with ``check(source, options) -> list[str]`` (every problem, before any
+work) and ``convert(source, dest, options) -> HopResult``; ``options`` is an instance of the record the
+route declared here. The registry imports no converter: ``ocrconvert.converters`` registers the built-in
+ones and the plugins (entry-point group ``ocrconvert.converters``) when the spine asks for them.
 """
 from __future__ import annotations
 
-import logging
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from ._compat import available
 from .errors import UnsupportedModelError, UsageError
 from .formats import Artifact, Format
+from .options import NoOptions, Precision, RouteOptions
 
-log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "ocrconvert.converters"
 
 # coarse node of the route graph for each concrete format
 NODE_OF = {
     Format.PADDLE_LEGACY: "paddle", Format.PADDLE_PIR: "paddle", Format.ONNX: "onnx",
     Format.TORCH_GRAPH: "torch", Format.TORCH_NATIVE: "torch", Format.TORCH_AOT: "torch-aot",
-    Format.TENSORRT: "tensorrt", Format.REFERENCE: "reference",
+    Format.TENSORRT: "tensorrt", Format.REFERENCE: "reference", Format.VLM_TOWER: "vlm",
 }
+# targets that are one file (OUTPUT itself, or OUTPUT/model<ext> when OUTPUT is a folder)
+FILE_TARGETS = {"onnx": ".onnx", "tensorrt": ".engine", "torch-aot": ".pt2"}
+
+
+@dataclass
+class VerificationPolicy:
+    """How the spine must judge what a hop produced.
+
+    ``precision`` picks the tolerances (a family's per-precision defaults); ``random_cases`` is
+    ``"judged"`` or ``"informational"`` (INT8: calibration fixed activation ranges on images, so uniform
+    noise saturates them by design — reported, not counted); ``verifier``, when set, replaces the
+    generic artifact-vs-source comparison (a VLM tower is compared with its transformers module)."""
+    precision: Precision = Precision.FP32
+    random_cases: str = "judged"
+    verifier: Callable[..., Any] | None = None
+
+
+@dataclass
+class HopResult:
+    """What one hop produced: the artifact, the facts it established (opset, precision, dynamic axes,
+    name maps, fixes, mapping report), the top-level manifest blocks only it knows (``engine``, ``aot``,
+    ``model_metadata``, ``tensorrt_plan``), and the verification policy its output needs."""
+    artifact: Artifact
+    facts: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+    policy: VerificationPolicy = field(default_factory=VerificationPolicy)
+
+
+class Converter:
+    """Base of every converter (built-in or plugin); ``options_type`` is set by ``register_converter``."""
+    key: "ConverterKey"
+    options_type: type[RouteOptions] = NoOptions
+    tool: str = ""
+
+    def check(self, source: Artifact, options: RouteOptions) -> list[str]:
+        return []
+
+    def convert(self, source: Artifact, dest, options: RouteOptions) -> HopResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def versions(self) -> dict:
+        return {}
 
 
 @dataclass(frozen=True)
@@ -37,9 +80,9 @@ class ConverterKey:
 class ConverterSpec:
     key: ConverterKey
     cls: type
+    options_type: type[RouteOptions] = NoOptions
     requires: tuple[str, ...] = ()
     description: str = ""
-    plugin: str | None = None
     _missing: list[str] | None = field(default=None, repr=False)
 
     @property
@@ -52,62 +95,50 @@ class ConverterSpec:
     def available(self) -> bool:
         return not self.missing
 
-    def create(self):
+    def create(self) -> Converter:
         return self.cls()
+
+    def parse_options(self, data: dict | None, where: str | None = None) -> RouteOptions:
+        return self.options_type.from_mapping(data, where=where or f"{self.key.name} options")
 
 
 _REGISTRY: dict[ConverterKey, ConverterSpec] = {}
 _BROKEN_PLUGINS: dict[str, str] = {}
-_loaded = False
 
 
-def register_converter(source: str, target: str, name: str | None = None, *,
+def register_converter(source: str, target: str, name: str | None = None, *, options: type[RouteOptions] = NoOptions,
                        requires: tuple[str, ...] = (), description: str = ""):
     def deco(cls):
         key = ConverterKey(source, target, name or cls.__name__)
         if key in _REGISTRY:
             raise ValueError(f"converter {key} is already registered (by {_REGISTRY[key].cls.__module__})")
-        _REGISTRY[key] = ConverterSpec(key, cls, tuple(requires), description or (cls.__doc__ or "").strip().split("\n")[0])
+        _REGISTRY[key] = ConverterSpec(key, cls, options, tuple(requires),
+                                       description or (cls.__doc__ or "").strip().split("\n")[0])
         cls.key = key
+        cls.options_type = options
         return cls
 
     return deco
 
 
-def _load_builtin_and_plugins() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    from . import converters  # noqa: F401 - registers the built-in converters
-
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the tool
-            _BROKEN_PLUGINS[ep.name] = f"{type(exc).__name__}: {exc}"
-            log.warning("converter plugin %s is broken: %s", ep.name, exc)
+def mark_broken(plugin: str, why: str) -> None:
+    _BROKEN_PLUGINS[plugin] = why
 
 
 def converters() -> list[ConverterSpec]:
-    _load_builtin_and_plugins()
     return sorted(_REGISTRY.values(), key=lambda s: (s.key.source, s.key.target, s.key.name))
 
 
 def broken_plugins() -> dict[str, str]:
-    _load_builtin_and_plugins()
     return dict(_BROKEN_PLUGINS)
 
 
-def get(source: str, target: str, name: str) -> ConverterSpec:
-    _load_builtin_and_plugins()
-    try:
-        return _REGISTRY[ConverterKey(source, target, name)]
-    except KeyError:
-        raise UsageError(f"no converter {source}->{target} named {name!r}",
-                         hint="`ocrconvert routes` lists them.") from None
+def get(name: str) -> ConverterSpec:
+    """The converter registered under ``name`` (route names are unique across sources and targets)."""
+    hits = [s for s in _REGISTRY.values() if s.key.name == name]
+    if not hits:
+        raise UsageError(f"no converter named {name!r}", hint="`ocrconvert routes` lists them.")
+    return hits[0]
 
 
 def plan_routes(source: str, target: str, *, prefer: str | None = None, max_hops: int = 3) -> list[list[ConverterSpec]]:
@@ -116,7 +147,6 @@ def plan_routes(source: str, target: str, *, prefer: str | None = None, max_hops
     ``prefer`` names a converter that must appear in the route. Routes through unavailable
     converters are kept (so errors can name the missing extra) but sorted last.
     """
-    _load_builtin_and_plugins()
     if source == target:
         return []
     routes, queue = [], deque([(source, [])])

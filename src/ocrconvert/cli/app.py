@@ -12,15 +12,17 @@ try:  # typer >= 0.20 vendors click as typer._click, with its own exception clas
 except ImportError:  # older typer: plain click
     from click.exceptions import Abort as _Abort, ClickException as _ClickException, Exit as _Exit
 
-from ..errors import ExitCode, OcrConvertError
+from ..errors import ExitCode, OcrConvertError, from_os_error
 from . import convert, inspect, routes, verify, zoo
-from .render import err, print_error
+from .render import emit_json, err, print_error
+
+INTERRUPTED = 130  # the shell's code for SIGINT
 
 app = typer.Typer(
     name="ocrconvert",
     help="Convert OCR models between PaddlePaddle, ONNX, PyTorch and TensorRT, and prove every artifact "
          "matches the ORIGINAL model.\n\nExit codes: 0 ok, 2 usage, 3 unsupported model/ops, "
-         "4 missing optional dependency, 5 conversion failed, 6 parity failed.",
+         "4 missing optional dependency, 5 conversion failed, 6 parity failed, 130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -71,18 +73,29 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=args, standalone_mode=False, prog_name="ocrconvert")
     except _Exit as exc:
         code = exc.exit_code
-    except _Abort:
-        err.print("aborted")
-        code = 130
     except _ClickException as exc:  # bad usage: click's own message (or the help), exit 2
-        exc.show()
+        if as_json:
+            emit_json({"error": "UsageError", "message": exc.format_message(), "hint": "See --help.",
+                       "exit_code": int(ExitCode.USAGE)})
+        else:
+            exc.show()
         code = ExitCode.USAGE
     except OcrConvertError as exc:
         if debug:
             err.print_exception()
         print_error(exc, as_json)
         code = exc.exit_code
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        code = 130
+    except OSError as exc:  # an OS error on a path the user chose is a user error, never a traceback
+        if debug:
+            err.print_exception()
+        wrapped = from_os_error(exc)
+        print_error(wrapped, as_json)
+        code = wrapped.exit_code
+    except (KeyboardInterrupt, _Abort):
+        if as_json:
+            emit_json({"error": "Interrupted", "message": "interrupted", "hint": "Nothing was committed.",
+                       "exit_code": INTERRUPTED})
+        else:
+            err.print("interrupted; nothing was committed")
+        code = INTERRUPTED
     sys.exit(int(code or 0))

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .convert import SourceArg, run_conversion
-from .options import AtolOpt, DebugOpt, ImagesOpt, JsonOpt, NoVerifyOpt, RtolOpt
+from .options import AtolOpt, DebugOpt, ForceOpt, ImagesOpt, JsonOpt, NoVerifyOpt, RtolOpt, SeedOpt, given
 
 
 def register(app: typer.Typer) -> None:
@@ -19,13 +19,13 @@ def register(app: typer.Typer) -> None:
                   reference: Annotated[Optional[Path], typer.Option("--reference", help="Recorded reference (.npz) to verify against instead of the source model.")] = None,
                   autotune: Annotated[bool, typer.Option("--autotune", help="Inductor max-autotune (slow build).")] = False,
                   no_verify: NoVerifyOpt = False, images: ImagesOpt = None, atol: AtolOpt = None, rtol: RtolOpt = None,
-                  json: JsonOpt = False, debug: DebugOpt = False) -> int:
+                  seed: SeedOpt = 0, force: ForceOpt = False, json: JsonOpt = False, debug: DebugOpt = False) -> int:
         """Native PyTorch model (or Paddle folder, via the native route) -> AOTInductor package, verified."""
         from ..errors import UsageError
 
         if output.suffix != ".pt2":
             raise UsageError("the AOTInductor package must end in .pt2", hint="e.g. -o det.pt2")
         return run_conversion(source, output, target="torch-aot", route="aot-build",
-                              options={"fp16": fp16, "device": device, "autotune": autotune}, no_verify=no_verify,
-                              images=images, atol=atol, rtol=rtol, as_json=json,
-                              precision="fp16" if fp16 else "fp32", reference=reference)
+                              options=given(precision="fp16" if fp16 else None, device=device, autotune=autotune),
+                              no_verify=no_verify, images=images, atol=atol, rtol=rtol, as_json=json,
+                              reference=reference, seed=seed, force=force)

@@ -17,9 +17,10 @@ AtolOpt = Annotated[Optional[list[str]], typer.Option("--atol", help="Absolute t
 RtolOpt = Annotated[Optional[list[str]], typer.Option("--rtol", help="Relative tolerance: VALUE or OUTPUT=VALUE (repeatable).")]
 FamilyOpt = Annotated[Optional[str], typer.Option("--family", help="Force the model family: rec-ctc, det-db, cls, generic.")]
 DictOpt = Annotated[Optional[Path], typer.Option("--dict", help="Recognition dictionary file (one entry per line).")]
-OpsetOpt = Annotated[Optional[int], typer.Option("--opset", min=7, max=23, help="ONNX opset.")]
+OpsetOpt = Annotated[Optional[int], typer.Option("--opset", help="ONNX opset (default: the route's; the route refuses one it cannot write).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing artifact at the output path.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random verification inputs.")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="Tolerance defaults: fp32, fp16, int8.")]
+PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="Tolerance defaults: fp32, fp16, bf16, int8 (default: what the artifact was built in).")]
 
 
 def parse_tolerance(values: list[str] | None, flag: str):
@@ -36,3 +37,9 @@ def parse_tolerance(values: list[str] | None, flag: str):
         if out[name] < 0:
             raise UsageError(f"{flag} must not be negative")
     return out[""] if list(out) == [""] else out
+
+
+def given(**options) -> dict:
+    """The options the user actually gave: None (not given) and False flags are left to the route's
+    record, so a route is never handed a value it would have to refuse for nothing."""
+    return {k: v for k, v in options.items() if v is not None and v is not False}

@@ -9,7 +9,7 @@ def main() -> int:
     import paddle2onnx
 
     paddle2onnx.export(program, params, out, opset_version=int(opset), enable_onnx_checker=True,
-                       auto_upgrade_opset=True, verbose=True)
+                       auto_upgrade_opset=False, verbose=True)  # never raise the opset silently
     return 0
 
 

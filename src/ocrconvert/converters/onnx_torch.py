@@ -7,7 +7,7 @@ from .._compat import require, version_of
 from ..errors import ConversionError
 from ..formats import TORCH_GRAPH_FILE, Artifact, Format
 from ..onnx_io import load_onnx
-from ..registry import register_converter
+from ..registry import Converter, HopResult, register_converter
 
 
 def slim(model):
@@ -58,17 +58,18 @@ def explicit_same_pads(model):
 
 @register_converter("onnx", "torch", "onnx2torch", requires=("torch", "onnx2torch", "onnxslim"),
                     description="onnxslim + onnx2torch; graph description + safetensors (no pickle)")
-class OnnxToTorchGraph:
+class OnnxToTorchGraph(Converter):
     tool = "onnx2torch"
 
-    def check(self, source: Artifact, options: dict) -> list[str]:
+    def check(self, source: Artifact, options) -> list[str]:
         from ..torch_graph import unsupported_ops
 
         model = load_onnx(source.files["model"])
         bad = unsupported_ops(model)
         return [f"unsupported op: {op}" for op in bad]
 
-    def convert(self, source: Artifact, dest: Path, options: dict) -> Artifact:
+    def convert(self, source: Artifact, dest: Path, options) -> HopResult:
+        from ..onnx_io import graph_inputs
         from ..torch_graph import build_module, write_graph_artifact
 
         require("torch")
@@ -76,7 +77,9 @@ class OnnxToTorchGraph:
         build_module(model)  # proves onnx2torch can build it before anything is written
         dest.mkdir(parents=True, exist_ok=True)
         write_graph_artifact(model, dest)
-        return Artifact(dest, Format.TORCH_GRAPH, {"graph": dest / TORCH_GRAPH_FILE, "weights": dest / "model.safetensors"})
+        art = Artifact(dest, Format.TORCH_GRAPH, {"graph": dest / TORCH_GRAPH_FILE, "weights": dest / "model.safetensors"})
+        axes = {s.name: list(s.dynamic_axes) for s in graph_inputs(model)}
+        return HopResult(art, facts={"precision": "fp32", "dynamic_axes": axes})
 
     def versions(self) -> dict:
         return {"onnx2torch": version_of("onnx2torch"), "onnxslim": version_of("onnxslim"), "torch": version_of("torch")}

@@ -5,34 +5,51 @@ one. ``check`` reports an unrecognised architecture so the planner falls back to
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from .._compat import version_of
 from ..formats import WEIGHTS_FILE, Artifact, Format
-from ..registry import register_converter
+from ..options import RouteOptions
+from ..registry import Converter, HopResult, register_converter
 
 
-@register_converter("paddle", "torch", "native", requires=("torch", "transformers", "paddle"),
+@dataclass(frozen=True)
+class NativeOptions(RouteOptions):
+    allow_partial: bool = False   # accept unmapped source parameters / unset target parameters
+
+
+@register_converter("paddle", "torch", "native", options=NativeOptions, requires=("torch", "transformers", "paddle"),
                     description="Paddle program -> transformers PP-OCR model folder (+ fused inference form)")
-class PaddleToNativeTorch:
+class PaddleToNativeTorch(Converter):
     tool = "ocrconvert.native"
 
-    def check(self, source: Artifact, options: dict) -> list[str]:
+    def check(self, source: Artifact, options: NativeOptions) -> list[str]:
         from ..native import recognise
+        from ..paddle_program import read_program
+
+        read_program(source)  # a corrupt program is a clean exit 3 here, as on every Paddle path
 
         spec = recognise(source.path)
         if spec is None:
             return ["architecture not recognised for the native route"]
         return []
 
-    def convert(self, source: Artifact, dest: Path, options: dict) -> Artifact:
+    def convert(self, source: Artifact, dest: Path, options: NativeOptions) -> HopResult:
         from ..native import convert_to_transformers
 
         dest.mkdir(parents=True, exist_ok=True)
-        report = convert_to_transformers(source.path, dest, allow_partial=bool(options.get("allow_partial")))
+        report = convert_to_transformers(source.path, dest, allow_partial=options.allow_partial)
         art = Artifact(dest, Format.TORCH_NATIVE, {"config_json": dest / "config.json", "weights": dest / WEIGHTS_FILE})
-        art.meta["mapping_report"] = report.to_dict() if hasattr(report, "to_dict") else dict(getattr(report, "__dict__", {}))
-        return art
+        mapping = report.to_dict() if hasattr(report, "to_dict") else dict(getattr(report, "__dict__", {}))
+        return HopResult(art, facts={"precision": "fp32", "model_type": _model_type(dest),
+                                     "mapping_report": mapping})
 
     def versions(self) -> dict:
         return {"transformers": version_of("transformers"), "torch": version_of("torch")}
+
+
+def _model_type(folder: Path) -> str | None:
+    import json
+
+    return json.loads((folder / "config.json").read_text()).get("model_type")

@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from dataclasses import dataclass
+from typing import Optional
+
 from .._compat import require, version_of
 from ..errors import ConversionError, UsageError
 from ..formats import Artifact, Format
-from ..registry import register_converter
+from ..options import Precision, RouteOptions
+from ..registry import Converter, HopResult, VerificationPolicy, register_converter
 from .common import example_inputs
 
 log = logging.getLogger(__name__)
@@ -84,23 +88,36 @@ def build_module(source: Artifact, fp16: bool, device: str, channels_last: bool 
     return runner, Wrapped(module, fp16, bool(channels_last)).eval()
 
 
-@register_converter("torch", "torch-aot", "aot-build", requires=("torch",),
+@dataclass(frozen=True)
+class AotOptions(RouteOptions):
+    precision: Precision = Precision.FP32
+    device: Optional[str] = None          # cuda | cpu; None: cuda when present
+    autotune: bool = False
+    channels_last: Optional[bool] = None
+    fp32_stages: Optional[int] = None
+
+    def validate(self) -> None:
+        Precision.parse(self.precision, allowed=(Precision.FP32, Precision.FP16), where="aot-build precision")
+        if self.device is not None and self.device.split(":")[0] not in ("cuda", "cpu"):
+            raise UsageError(f"--device {self.device!r} is not cuda or cpu")
+        if self.precision is Precision.FP16 and self.device is not None and not self.device.startswith("cuda"):
+            raise UsageError("--fp16 AOT packages are built for CUDA", hint="Add --device cuda, or drop --fp16.")
+
+
+@register_converter("torch", "torch-aot", "aot-build", options=AotOptions, requires=("torch",),
                     description="AOTInductor package (.pt2) of the native fused model; dynamic batch/width")
-class TorchToAot:
+class TorchToAot(Converter):
     tool = "torch._inductor.aoti"
 
-    def check(self, source: Artifact, options: dict) -> list[str]:
-        return []
-
-    def convert(self, source: Artifact, dest: Path, options: dict) -> Artifact:
+    def convert(self, source: Artifact, dest: Path, options: AotOptions) -> HopResult:
         torch = require("torch")
-        device = options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
-        fp16 = bool(options.get("fp16"))
+        device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        fp16 = options.precision is Precision.FP16
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise UsageError("--device cuda but no CUDA GPU is visible", hint="Use --device cpu.")
         if fp16 and not device.startswith("cuda"):
             raise UsageError("--fp16 AOT packages are built for CUDA", hint="Add --device cuda, or drop --fp16.")
-        runner, module = build_module(source, fp16, device, options.get("channels_last"), options.get("fp32_stages"))
+        runner, module = build_module(source, fp16, device, options.channels_last, options.fp32_stages)
         channels_last = module.channels_last
         family, feed = example_inputs(runner)
         x = torch.from_numpy(feed[runner.input_names[0]]).to(device)
@@ -111,19 +128,21 @@ class TorchToAot:
         except Exception as exc:  # noqa: BLE001 - export errors come in many types
             raise ConversionError(f"torch.export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
                                   hint="The native route exports cleanly; graph (onnx2torch) artifacts often do not.") from None
-        inductor_cfg = {"max_autotune": bool(options.get("autotune"))}
+        inductor_cfg = {"max_autotune": options.autotune}
         try:
             torch._inductor.aoti_compile_and_package(ep, package_path=str(dest), inductor_configs=inductor_cfg)
         except Exception as exc:  # noqa: BLE001
             raise ConversionError(f"AOTInductor compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
         art = Artifact(dest, Format.TORCH_AOT, {"package": dest})
-        art.meta["aot"] = {"device": device, "fp16": fp16, "channels_last": bool(channels_last),
+        aot = {"device": device, "fp16": fp16, "channels_last": bool(channels_last),
                            "fp32_parts": list(getattr(module.inner, "FP32_PARTS", ())) if fp16 else [],
                            "example_shape": list(x.shape),
                            "dynamic_axes": sorted(int(k) for k in dims),
                            "dynamic_ranges": {str(k): str(v) for k, v in ep.range_constraints.items()},
                            "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None}
-        return art
+        return HopResult(art, facts={"precision": options.precision.value, "device": device,
+                                     "dynamic_axes": aot["dynamic_axes"]},
+                         manifest={"aot": aot}, policy=VerificationPolicy(precision=options.precision))
 
     def versions(self) -> dict:
         return {"torch": version_of("torch")}

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 import logging
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 from .._compat import require, version_of
-from ..errors import ConversionError
+from ..errors import ConversionError, UsageError
 from ..formats import Artifact, Format
-from ..registry import register_converter
+from ..options import RouteOptions, check_opset
+from ..registry import Converter, HopResult, register_converter
 from .common import carry_metadata, example_inputs
 
 log = logging.getLogger(__name__)
@@ -34,15 +36,21 @@ def _check_still_dynamic(specs, model) -> None:
             hint="Export a native artifact (`paddle2torch --route native`) instead, or use the source ONNX.")
 
 
-@register_converter("torch", "onnx", "torch2onnx", requires=("torch",),
+@dataclass(frozen=True)
+class TorchToOnnxOptions(RouteOptions):
+    opset: int = 17
+    slim: bool = True
+
+    def validate(self) -> None:
+        check_opset(self.opset, 9, 23, "torch.onnx")
+
+
+@register_converter("torch", "onnx", "torch2onnx", options=TorchToOnnxOptions, requires=("torch",),
                     description="torch.onnx.export with dynamic axes, checker, optional onnxslim")
-class TorchToOnnx:
+class TorchToOnnx(Converter):
     tool = "torch.onnx"
 
-    def check(self, source: Artifact, options: dict) -> list[str]:
-        return []
-
-    def convert(self, source: Artifact, dest: Path, options: dict) -> Artifact:
+    def convert(self, source: Artifact, dest: Path, options: TorchToOnnxOptions) -> HopResult:
         import onnx
 
         torch = require("torch")
@@ -52,7 +60,7 @@ class TorchToOnnx:
         module = runner.session
         family, feed = example_inputs(runner)
         args = tuple(torch.from_numpy(feed[n]) for n in runner.input_names)
-        opset = int(options.get("opset") or 17)
+        opset = options.opset
         axes = dynamic_axes(runner.inputs)
         axes.update(dynamic_axes(runner.outputs))
         errors = []
@@ -79,7 +87,7 @@ class TorchToOnnx:
         else:
             raise ConversionError("torch.onnx.export failed: " + " ; ".join(errors))
         model = onnx.load(str(dest))
-        if options.get("slim", True):
+        if options.slim:
             from .onnx_torch import slim
 
             model = slim(model)
@@ -89,8 +97,16 @@ class TorchToOnnx:
             onnx.checker.check_model(model, full_check=True)
         except Exception as exc:  # noqa: BLE001
             raise ConversionError(f"the exported ONNX fails the checker: {exc}") from None
+        from ..onnx_io import opset as opset_of
+
+        produced = opset_of(model)
+        if produced != opset:  # the dynamo exporter writes >= 18; refuse rather than record a wish
+            raise UsageError(f"--opset {opset} cannot be honoured: the exporter that worked wrote opset {produced}",
+                             hint=f"Pass --opset {produced}.")
         onnx.save(model, str(dest))
-        return Artifact(dest, Format.ONNX, {"model": dest})
+        return HopResult(Artifact(dest, Format.ONNX, {"model": dest}),
+                         facts={"opset": produced, "exporter": "dynamo" if dynamo else "torchscript",
+                                "dynamic_axes": {k: sorted(v) for k, v in axes.items()}, "slimmed": options.slim})
 
     def versions(self) -> dict:
         return {"torch": version_of("torch"), "onnx": version_of("onnx"), "onnxslim": version_of("onnxslim")}

@@ -1,23 +1,28 @@
 """Numeric comparison of two output sets against tolerances (after Polygraphy's comparator)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..errors import UsageError
+from ..options import Precision
 
 DEFAULTS = {  # precision -> (atol, rtol, min cosine)
     "fp32": (1e-4, 1e-4, 0.9999),
     "fp16": (1e-2, 1e-2, 0.999),
+    "bf16": (5e-2, 5e-2, 0.999),
     "int8": (5e-2, 5e-2, 0.99),
 }
 
 
 @dataclass
 class Tolerances:
-    """atol/rtol as one float or per output name (``""`` = default for the rest)."""
-    precision: str = "fp32"
+    """atol/rtol as one float or per output name (``""`` = default for the rest).
+
+    ``precision`` None means "what the artifact was built in": the spine fills it from the last hop's
+    verification policy (``resolved``), so an fp16 build is judged as fp16 and an fp32 one as fp32."""
+    precision: Precision | str | None = None
     atol: float | dict[str, float] | None = None
     rtol: float | dict[str, float] | None = None
     min_cosine: float | None = None
@@ -27,8 +32,22 @@ class Tolerances:
     image_factor: float = 10.0
 
     def __post_init__(self):
-        if self.precision not in DEFAULTS:
-            raise UsageError(f"unknown precision {self.precision!r}", hint=f"One of: {', '.join(DEFAULTS)}")
+        if self.precision is not None:
+            self.precision = Precision.parse(self.precision, where="--precision")
+
+    @property
+    def explicit(self) -> bool:
+        return self.precision is not None
+
+    def resolved(self, precision) -> "Tolerances":
+        """These tolerances with ``precision`` where none was given."""
+        if self.explicit:
+            return self
+        return replace(self, precision=Precision.parse(precision))
+
+    @property
+    def _key(self) -> str:
+        return (self.precision or Precision.FP32).value
 
     def _pick(self, value, name: str, default: float) -> float:
         if value is None:
@@ -38,13 +57,13 @@ class Tolerances:
         return float(value)
 
     def for_output(self, name: str, image: bool = False) -> tuple[float, float, float]:
-        atol, rtol, cos = DEFAULTS[self.precision]
+        atol, rtol, cos = DEFAULTS[self._key]
         k = self.image_factor if image else 1.0
         return (k * self._pick(self.atol, name, atol), k * self._pick(self.rtol, name, rtol),
                 self.min_cosine if self.min_cosine is not None else cos)
 
     def to_dict(self) -> dict:
-        return {"precision": self.precision, "atol": self.atol, "rtol": self.rtol, "min_cosine": self.min_cosine,
+        return {"precision": self._key, "atol": self.atol, "rtol": self.rtol, "min_cosine": self.min_cosine,
                 "image_factor": self.image_factor}
 
 
@@ -107,7 +126,7 @@ def compare_arrays(name: str, ref: np.ndarray, out: np.ndarray, tol: Tolerances,
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
     res.cosine = float((a.ravel() @ b.ravel()) / (na * nb)) if na > 0 and nb > 0 else (1.0 if na == nb else 0.0)
     within = bool((diff <= atol + rtol * np.abs(a)).all())
-    if image and tol.precision != "fp32":
+    if image and tol._key != "fp32":
         # reduced precision on real images: a few pixels on steep sigmoid edges move by 0.2+, which no
         # max-abs bound separates from a real fault. There the OCR metric judges (text identical, det
         # IoU >= 0.99, class agreement), with a cosine >= 0.99 sanity bound against gross faults.

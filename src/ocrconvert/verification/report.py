@@ -35,6 +35,8 @@ class ParityReport:
     cases: list[CaseResult] = field(default_factory=list)
     seconds: float = 0.0
     extra_reports: list["ParityReport"] = field(default_factory=list)  # e.g. a second form of the same artifact
+    # cases run and reported but not judged (INT8 random noise: calibration fixed ranges on images)
+    informational: list[CaseResult] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -71,4 +73,5 @@ class ParityReport:
                 "tolerances": self.tolerances, "worst_max_abs_random": self.worst_max_abs("random"),
                 "worst_max_abs": self.worst_max_abs(None), "seconds": round(self.seconds, 3),
                 "cases": [c.to_dict() for c in self.cases],
+                **({"informational_cases": [c.to_dict() for c in self.informational]} if self.informational else {}),
                 **({"extra_reports": [r.to_dict() for r in self.extra_reports]} if self.extra_reports else {})}
