@@ -74,15 +74,20 @@ def read_yaml_config(path: Path | None) -> dict:
     return data
 
 
+def source_record(source) -> dict:
+    """Path, format and digest of a source; a VLM tower built from seeded random weights has no file."""
+    path = Path(source.path)
+    exists = path.exists()
+    return {"path": str(path.resolve()) if exists else str(path), "format": source.format.value,
+            "sha256": sha256_artifact(path) if exists else None,
+            **({"model": source.meta["model"]} if "model" in source.meta else {})}
+
+
 def new_manifest(source, *, options: dict | None = None) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "source": {
-            "path": str(Path(source.path).resolve()),
-            "format": source.format.value,
-            "sha256": sha256_artifact(source.path),
-        },
+        "source": source_record(source),
         "hops": [],
         "options": options or {},
         "environment": environment(),
