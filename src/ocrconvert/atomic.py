@@ -23,10 +23,12 @@ FAILED_TAG = "FAILED"
 _PREFIX = ".ocx-"  # staging, lock and swap names: short, so they never exceed the file system's name limit
 
 
-def failed_path(path: Path) -> Path:
-    """``model.onnx`` -> ``model.FAILED.onnx``; ``out/`` -> ``out.FAILED/``."""
+def failed_path(path: Path, is_dir: bool | None = None) -> Path:
+    """``model.onnx`` -> ``model.FAILED.onnx``; a folder ``out/`` -> ``out.FAILED/``."""
     path = Path(path)
-    if path.suffix and not path.is_dir():
+    if is_dir is None:
+        is_dir = path.is_dir() or not path.suffix
+    if not is_dir:
         return path.with_name(f"{path.stem}.{FAILED_TAG}{path.suffix}")
     return path.with_name(f"{path.name}.{FAILED_TAG}")
 
@@ -84,7 +86,7 @@ def check_output(path: Path, *, is_dir: bool, sources=(), force: bool = False) -
             raise UsageError(f"{path} would write over or into the source {src}",
                              hint="Choose an output outside the source model.")
     limit = _name_max(_existing_parent(path))
-    if len(failed_path(path).name.encode()) > limit:
+    if len(failed_path(path, is_dir).name.encode()) > limit:
         raise UsageError(f"the output name {path.name!r} is too long for the file system ({limit} bytes)",
                          hint="Choose a shorter output name.")
     parent = _existing_parent(path)
@@ -119,6 +121,10 @@ class OutputSlot:
         self._lock_fd: int | None = None
         self._created: list[Path] = []
         self._tag = _tag(self.path)
+
+    @property
+    def failed_path(self) -> Path:
+        return failed_path(self.path, self.is_dir)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> "OutputSlot":
@@ -184,7 +190,7 @@ class OutputSlot:
     def commit(self, staged: Path, *, failed: bool = False) -> Path:
         """Move the staged artifact (and its sidecar manifest) to the final path — or to the FAILED
         name when verification failed. Returns where it landed."""
-        dest = failed_path(self.path) if failed else self.path
+        dest = self.failed_path if failed else self.path
         try:
             _normal_permissions(self.stage)
             if self.is_dir:
@@ -195,7 +201,7 @@ class OutputSlot:
                 if side.exists():
                     os.replace(side, _sidecar(dest, False))  # manifest last: it vouches for the file
             if not failed:  # an earlier FAILED copy of this output is superseded
-                old = failed_path(self.path)
+                old = self.failed_path
                 if old.is_dir():
                     shutil.rmtree(old, ignore_errors=True)
                 elif old.exists():

@@ -218,7 +218,7 @@ def convert(
                              dictionary=dictionary, seed=seed, say=say, manifest=manifest)
             report.target = str(dest_path)  # not the staging path, which is gone after the commit
         failed = report is not None and not report.passed
-        landed = dest_path if not failed else _failed(dest_path)
+        landed = slot.failed_path if failed else slot.path
         manifest["status"] = "failed-verification" if failed else ("verified" if report is not None else "unverified")
         manifest["artifact"] = {"path": str(landed), "format": current.format.value,
                                 "sha256": sha256_artifact(current.path)}
@@ -235,12 +235,6 @@ def convert(
         landed = slot.commit(current.path, failed=failed)
     art = detect(landed)
     return ConversionResult(art, manifest_path(landed), manifest, report, names)
-
-
-def _failed(path: Path) -> Path:
-    from .atomic import failed_path
-
-    return failed_path(path)
 
 
 def _verify(reference: Artifact, current: Artifact, policy: VerificationPolicy, *, images, tolerances, family,

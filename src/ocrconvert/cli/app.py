@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     _setup_logging(debug)
     try:
         code = app(args=args, standalone_mode=False, prog_name="ocrconvert")
+        if code == INTERRUPTED:  # typer turns Ctrl-C inside a command into a quiet return of 130
+            raise KeyboardInterrupt
     except _Exit as exc:
         code = exc.exit_code
     except _ClickException as exc:  # bad usage: click's own message (or the help), exit 2

@@ -1,7 +1,7 @@
 """One adapter per runtime, all with ``infer(feed) -> dict[str, np.ndarray]``."""
 from __future__ import annotations
 
-from ..errors import UnsupportedModelError
+from ..errors import ParityError, UnsupportedModelError
 from ..formats import Artifact, Format, detect
 from .base import Runner
 
@@ -33,15 +33,26 @@ def runner_for(artifact: Artifact, **kwargs) -> Runner:
 
         return ReferenceRunner(artifact)
     if fmt is Format.TENSORRT:
-        from ..converters.onnx_trt import TensorRTRunner
+        from .tensorrt import TensorRTRunner
 
         return TensorRTRunner(artifact, **kwargs)
     raise UnsupportedModelError(f"no runner for format {fmt.value}")
 
 
-def load(path, **kwargs) -> Runner:
-    """The right runner for any supported artifact or Paddle model folder."""
-    return runner_for(detect(path), **kwargs)
+def load(path, *, allow_failed: bool = False, **kwargs) -> Runner:
+    """The right runner for any supported artifact or Paddle model folder.
+
+    An artifact whose manifest records a failed verification is refused unless ``allow_failed``:
+    it is kept only so the failure can be examined."""
+    art = detect(path)
+    if not allow_failed:
+        from ..manifest import read_manifest
+
+        man = read_manifest(art.path) or {}
+        if man.get("status") == "failed-verification" or (man.get("verification") or {}).get("passed") is False:
+            raise ParityError(f"{art.path} failed verification against its source; it is not loaded",
+                              hint="Inspect it with ocrconvert.load(path, allow_failed=True), or convert again.")
+    return runner_for(art, **kwargs)
 
 
 __all__ = ["Runner", "runner_for", "load"]

@@ -5,7 +5,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..families import resolve_family
+from ..errors import UsageError
+from ..families import ModelInfo, resolve_family
 from ..families.imaging import load_images
 from ..families.rec import read_dictionary_file
 from ..formats import Artifact, detect
@@ -45,6 +46,7 @@ def verify_artifacts(
     ref_runner = source_runner or runner_for(src)
     out_runner = target_runner or runner_for(tgt)
     info = ref_runner.info()
+    check_comparable(info, out_runner.info(), family)
     if dictionary:
         info.dictionary = read_dictionary_file(dictionary)
     elif info.dictionary is None:
@@ -83,6 +85,39 @@ def verify_artifacts(
         report.cases = [c for c in report.cases if c.kind != "random"]
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _fixed(d) -> int | None:
+    return d if isinstance(d, int) and d > 0 else None
+
+
+def check_comparable(src: ModelInfo, tgt: ModelInfo, family: str | None = None) -> None:
+    """Refuse (exit 2) to compare models that cannot be the same model: every mismatch named at once."""
+    problems = []
+    if len(src.inputs) != len(tgt.inputs):
+        problems.append(f"the source takes {len(src.inputs)} input(s), the target {len(tgt.inputs)}")
+    for a, b in zip(src.inputs, tgt.inputs):
+        if len(a.shape) != len(b.shape):
+            problems.append(f"input {a.name} has rank {len(a.shape)}, the target's {b.name} rank {len(b.shape)}")
+            continue
+        clash = [f"dim {i}: {x} vs {y}" for i, (x, y) in enumerate(zip(a.shape, b.shape))
+                 if _fixed(x) and _fixed(y) and x != y]
+        if clash:
+            problems.append(f"input {a.name} vs {b.name} fixes different sizes ({'; '.join(clash)})")
+    if len(src.outputs) != len(tgt.outputs):
+        problems.append(f"the source has {len(src.outputs)} output(s), the target {len(tgt.outputs)}")
+    for a, b in zip(src.outputs, tgt.outputs):
+        if len(a.shape) and len(b.shape) and len(a.shape) != len(b.shape):
+            problems.append(f"output {a.name} has rank {len(a.shape)}, the target's {b.name} rank {len(b.shape)}")
+        elif any(_fixed(x) and _fixed(y) and x != y for x, y in zip(a.shape[1:], b.shape[1:])):
+            problems.append(f"output {a.name} {list(a.shape)} vs the target's {b.name} {list(b.shape)}")
+    if family is None:
+        fa, fb = resolve_family(src).name, resolve_family(tgt).name
+        if "generic" not in (fa, fb) and fa != fb:
+            problems.append(f"the source is a {fa} model, the target a {fb} model")
+    if problems:
+        raise UsageError("the two models are not comparable: " + "; ".join(problems),
+                         hint="Pass the artifact that was converted from this source.")
 
 
 def torch_target_runner(target, *, device: str | None = None, half: bool = False, compile: str | None = None):
