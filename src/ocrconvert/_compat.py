@@ -45,3 +45,11 @@ def version_of(dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
+
+
+def fp32_on_cuda(torch=None) -> None:
+    """fp32 on a GPU means fp32: TF32 convs/matmuls (the CUDA default) cost ~1e-2 of parity. The one place
+    that switches TF32 off — runners, verification references and benchmarks all call it."""
+    torch = torch or importlib.import_module("torch")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False

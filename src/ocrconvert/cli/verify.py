@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import ExitCode
-from .options import (AtolOpt, DebugOpt, DictOpt, FamilyOpt, ImagesOpt, JsonOpt, PrecisionOpt, RtolOpt, SeedOpt,
+from .options import (AtolOpt, DebugOpt, DictOpt, FamilyOpt, ForceOpt, ImagesOpt, JsonOpt, PrecisionOpt, RtolOpt, SeedOpt,
                       parse_tolerance)
 from .render import emit_json, print_report, progress
 
@@ -47,7 +47,7 @@ def register_reference(app: typer.Typer) -> None:
     def reference(source: Annotated[Path, typer.Argument(help="The ORIGINAL model to record.")],
                   output: Annotated[Path, typer.Option("-o", "--output", help="Reference file (.npz).")],
                   images: ImagesOpt = None, family: FamilyOpt = None, dictionary: DictOpt = None, seed: SeedOpt = 0,
-                  json: JsonOpt = False, debug: DebugOpt = False) -> int:
+                  force: ForceOpt = False, json: JsonOpt = False, debug: DebugOpt = False) -> int:
         """Record SOURCE's outputs on the verification inputs, to verify against later where SOURCE cannot run."""
         from ..errors import UsageError
         from ..verification import record_reference
@@ -56,7 +56,7 @@ def register_reference(app: typer.Typer) -> None:
             raise UsageError("the reference file must end in .npz")
         with progress(not json) as say:
             path = record_reference(source, output, images=images, family=family, dictionary=dictionary, seed=seed,
-                                    progress=say)
+                                    progress=say, force=force)
         if json:
             emit_json({"reference": str(path)})
         else:

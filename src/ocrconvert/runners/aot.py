@@ -64,8 +64,9 @@ class AotRunner(Runner):
         torch = require("torch")
         self._check_provenance()
         if self.device.startswith("cuda"):
-            torch.backends.cuda.matmul.allow_tf32 = False  # fp32 parity: no TF32 (costs ~1e-2)
-            torch.backends.cudnn.allow_tf32 = False
+            from .._compat import fp32_on_cuda
+
+            fp32_on_cuda(torch)
         try:
             return torch._inductor.aoti_load_package(str(self.artifact.path))
         except Exception as exc:  # noqa: BLE001

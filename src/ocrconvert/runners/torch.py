@@ -33,8 +33,9 @@ class _TorchRunner(Runner):
     def _prepare(self, module):
         torch = _torch()
         if self.device.startswith("cuda"):
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
+            from .._compat import fp32_on_cuda
+
+            fp32_on_cuda(torch)
         module = module.eval().to(self.device)
         if self.half:
             from ..native.fused import half_precision

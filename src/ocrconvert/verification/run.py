@@ -135,13 +135,15 @@ def torch_target_runner(target, *, device: str | None = None, half: bool = False
 
 
 def record_reference(source, output: str | Path, *, images=None, rendered: bool = True, family: str | None = None,
-                     dictionary=None, seed: int = 0, progress: Callable[[str], None] | None = None) -> Path:
+                     dictionary=None, seed: int = 0, progress: Callable[[str], None] | None = None,
+                     force: bool = False) -> Path:
     """Run the verification inputs through ``source`` once and save inputs + outputs (``.npz``)."""
-    from ..atomic import staging
+    from ..atomic import OutputSlot, check_output
     from ..manifest import sha256_artifact
     from ..runners.reference import save_reference
 
     src = _as_artifact(source)
+    check_output(Path(output), is_dir=False, sources=[src.path], force=force)  # before the source runs
     runner = runner_for(src)
     info = runner.info()
     if dictionary:
@@ -161,9 +163,9 @@ def record_reference(source, output: str | Path, *, images=None, rendered: bool 
             progress(label)
         recorded.append({"kind": kind, "label": label, "feed": feed, "outputs": runner.infer(feed), "labels": gts})
     output = Path(output)
-    with staging(output) as stage:
-        tmp = stage / output.name
+    with OutputSlot(output, is_dir=False, sources=[src.path], force=force) as slot:
+        tmp = slot.stage / output.name
         save_reference(tmp, info, fam.name, {"path": str(src.path.resolve()), "format": src.format.value,
                                              "sha256": sha256_artifact(src.path), "backend": runner.backend}, recorded)
-        tmp.replace(output)
+        slot.commit(tmp)
     return output

@@ -1,0 +1,1 @@
+"""The ``ocrconvert`` command line: parse -> call the library -> render."""
