@@ -137,3 +137,15 @@ def test_stale_staging_of_a_killed_run_is_removed_by_the_next_run(cls_onnx, tmp_
     assert run_cli("onnx2torch", cls_onnx, "-o", out, "--no-verify").code == 0
     assert not stale.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o", "src"]
+
+
+@needs_torch
+def test_seed_reaches_the_verification(cls_onnx, tmp_path):
+    def random_cases(seed):
+        out = tmp_path / f"s{seed}"
+        assert run_cli("onnx2torch", cls_onnx, "-o", out, "--seed", seed).code == 0
+        man = json.loads((out / "ocrconvert.json").read_text())
+        assert man["verification"]["seed"] == seed
+        return [o["mean_abs"] for c in man["verification"]["cases"] if c["kind"] == "random" for o in c["outputs"]]
+
+    assert random_cases(0) != random_cases(7)

@@ -37,6 +37,7 @@ class ParityReport:
     extra_reports: list["ParityReport"] = field(default_factory=list)  # e.g. a second form of the same artifact
     # cases run and reported but not judged (INT8 random noise: calibration fixed ranges on images)
     informational: list[CaseResult] = field(default_factory=list)
+    seed: int = 0   # of the random cases: a verdict is reproducible from the report
 
     @property
     def passed(self) -> bool:
@@ -70,7 +71,7 @@ class ParityReport:
     def to_dict(self) -> dict:
         return {"passed": self.passed, "summary": self.summary_line(), "source": self.source, "target": self.target,
                 "source_backend": self.source_backend, "target_backend": self.target_backend, "family": self.family,
-                "tolerances": self.tolerances, "worst_max_abs_random": self.worst_max_abs("random"),
+                "tolerances": self.tolerances, "seed": self.seed, "worst_max_abs_random": self.worst_max_abs("random"),
                 "worst_max_abs": self.worst_max_abs(None), "seconds": round(self.seconds, 3),
                 "cases": [c.to_dict() for c in self.cases],
                 **({"informational_cases": [c.to_dict() for c in self.informational]} if self.informational else {}),

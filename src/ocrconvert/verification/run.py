@@ -67,7 +67,7 @@ def verify_artifacts(
             cases.append(("image", f"images: {lbl}", feed, None))
 
     report = ParityReport(str(src.path), str(tgt.path), getattr(ref_runner, "backend_label", ref_runner.backend),
-                          out_runner.backend, fam.name, tol.to_dict())
+                          out_runner.backend, fam.name, tol.to_dict(), seed=seed)
     for kind, label, feed, gts in cases:
         if progress:
             progress(label)
