@@ -19,10 +19,10 @@ demo: venv
 	$(OCR) paddle2torch "$$($(OCR) zoo pull ppocrv4-rec)" -o out/ppocrv4-rec-torch
 
 test: venv
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -ra -p no:cacheprovider
 
 test-fast: venv
-	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+	$(PY) -m pytest -q -ra -p no:cacheprovider -m "not slow"
 
 clean:
 	rm -rf out build src/*.egg-info

@@ -21,12 +21,18 @@ _NEEDS = {
 }
 
 
+def _required() -> set[str]:
+    """Stacks CI demands (``OCRCONVERT_REQUIRE=paddle,torch,native,zoo``): missing, they fail instead of skipping."""
+    return {s.strip() for s in os.environ.get("OCRCONVERT_REQUIRE", "").split(",") if s.strip()}
+
+
 def pytest_collection_modifyitems(config, items):
     have_gpu = None
+    required = _required()
     for item in items:
         for mark, (module, why) in _NEEDS.items():
             if mark in item.keywords and importlib.util.find_spec(module) is None:
-                item.add_marker(pytest.mark.skip(reason=why))
+                _skip_or_fail(item, mark, why, required)
         if "gpu" in item.keywords:
             if have_gpu is None:
                 try:
@@ -36,7 +42,20 @@ def pytest_collection_modifyitems(config, items):
                 except ImportError:
                     have_gpu = False
             if not have_gpu:
-                item.add_marker(pytest.mark.skip(reason="no CUDA GPU on this machine"))
+                _skip_or_fail(item, "gpu", "no CUDA GPU on this machine", required)
+
+
+def _skip_or_fail(item, mark: str, why: str, required: set[str]) -> None:
+    if mark in required:
+        item.ocrconvert_required_missing = f"OCRCONVERT_REQUIRE demands {mark!r}: {why}"
+    else:
+        item.add_marker(pytest.mark.skip(reason=why))
+
+
+def pytest_runtest_setup(item):
+    missing = getattr(item, "ocrconvert_required_missing", None)
+    if missing:
+        pytest.fail(missing, pytrace=False)
 
 
 @pytest.fixture(scope="session")
