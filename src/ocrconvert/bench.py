@@ -19,7 +19,6 @@ from .errors import UsageError
 from .formats import Format, detect
 
 log = logging.getLogger(__name__)
-DEFAULT_SHAPES = {"det-db": (1, 3, 640, 640), "rec-ctc": (8, 3, 48, 320), "cls": (8, 3, 48, 192)}
 
 
 @dataclass
@@ -149,8 +148,8 @@ def _family_shape(paths: list[Path]) -> tuple[int, ...]:
         if art.format is Format.TORCH_AOT:
             continue
         fam = resolve_family(runner_for(art).info())
-        if fam.name in DEFAULT_SHAPES:
-            return DEFAULT_SHAPES[fam.name]
+        if fam.bench_shape is not None:  # the family's typical input (Family.bench_shape)
+            return tuple(fam.bench_shape)
     raise UsageError("cannot tell the input shape for these artifacts", hint="Pass --shape NxCxHxW.")
 
 

@@ -7,11 +7,13 @@ import pytest
 from ocrconvert.errors import UsageError
 from ocrconvert.families import resolve_family
 from ocrconvert.formats import detect
-from ocrconvert.trt_prep import calibration_batches, derive_profiles, model_info
+from ocrconvert.runners import runner_for
+from ocrconvert.tensorrt.calibration import calibration_batches
+from ocrconvert.tensorrt.profiles import derive_profiles
 
 
 def _setup(path, shapes):
-    info = model_info(detect(path))
+    info = runner_for(detect(path)).info()
     fam = resolve_family(info)
     return fam, derive_profiles(info, fam, shapes)
 

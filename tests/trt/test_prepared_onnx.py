@@ -10,8 +10,11 @@ import onnx
 import pytest
 
 from ocrconvert.converters.onnx_torch import slim
+from ocrconvert.converters.onnx_trt import prepare_source
+from ocrconvert.formats import detect
 from ocrconvert.onnx_io import load_onnx
-from ocrconvert.trt_prep import TrtBuildOptions, cast_fp16, prepare, verify_prepared
+from ocrconvert.tensorrt.options import TrtOptions
+from ocrconvert.tensorrt.precision import cast_fp16
 from ocrconvert.verification import Tolerances, verify_artifacts
 
 pytest.importorskip("onnxconverter_common", reason="FP16 cast needs onnxconverter-common (extra 'trt-fp16')")
@@ -44,6 +47,11 @@ def test_fp16_keeps_sensitive_ops_fp32(onnx_model):
     assert checked >= 20
 
 
+def _verify_int8(source, prepared):
+    """As the spine judges an INT8 hop: int8 tolerances, random-noise cases reported but not judged."""
+    return verify_artifacts(source, prepared, tolerances=Tolerances(precision="int8"), random_cases="informational")
+
+
 def _qdq_facts(path):
     from onnx import numpy_helper
 
@@ -57,15 +65,16 @@ def _qdq_facts(path):
 
 
 def test_int8_qdq_cls_matches_source(onnx_model, calib_cls, tmp_path):
-    opts = TrtBuildOptions(int8=True, calib_images=calib_cls, shapes=["x:1x3x48x192:8x3x48x192:16x3x48x192"])
-    prepared = prepare(onnx_model("ppocrv4-cls-onnx"), tmp_path, opts)
+    opts = TrtOptions.from_mapping({"precision": "int8", "calib_images": calib_cls,
+                                    "shapes": ["x:1x3x48x192:8x3x48x192:16x3x48x192"]})
+    prepared = prepare_source(detect(onnx_model("ppocrv4-cls-onnx")), tmp_path, opts)
     assert prepared.calibration.to_dict()["batches"] == 2
     m, q, dq, zps, per_channel = _qdq_facts(prepared.onnx_path)
     assert q and dq and per_channel                            # activations Q/DQ, per-channel weights
     assert all(z.dtype.name == "int8" and not z.any() for z in zps)   # symmetric: every zero point is 0
     assert all(i.data_type != onnx.TensorProto.INT32 for i in m.graph.initializer if i.name.endswith("_quantized")), \
         "bias must stay float (TensorRT)"
-    report = verify_prepared(onnx_model("ppocrv4-cls-onnx"), prepared.onnx_path, "int8")
+    report = _verify_int8(onnx_model("ppocrv4-cls-onnx"), prepared.onnx_path)
     assert report.passed, report.summary_line()
     assert report.informational and all(c.kind == "random" for c in report.informational)
 
@@ -73,9 +82,10 @@ def test_int8_qdq_cls_matches_source(onnx_model, calib_cls, tmp_path):
 @pytest.mark.slow
 def test_int8_qdq_rec_is_measured_honestly(onnx_model, calib_lines, tmp_path):
     """Rec INT8 (16 calibration lines): the text mostly survives, but not exactly; the verdict says so."""
-    opts = TrtBuildOptions(int8=True, calib_images=calib_lines, shapes=["x:1x3x48x16:8x3x48x320:16x3x48x640"])
-    prepared = prepare(onnx_model("ppocrv4-rec-onnx"), tmp_path, opts)
-    report = verify_prepared(onnx_model("ppocrv4-rec-onnx"), prepared.onnx_path, "int8")
+    opts = TrtOptions.from_mapping({"precision": "int8", "calib_images": calib_lines,
+                                    "shapes": ["x:1x3x48x16:8x3x48x320:16x3x48x640"]})
+    prepared = prepare_source(detect(onnx_model("ppocrv4-rec-onnx")), tmp_path, opts)
+    report = _verify_int8(onnx_model("ppocrv4-rec-onnx"), prepared.onnx_path)
     (case,) = report.cases
     src, tgt = case.task.detail["source_text"], case.task.detail["target_text"]
     # measured: exact match 0.5; every difference is a leading/trailing space

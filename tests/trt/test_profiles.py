@@ -6,18 +6,14 @@ import pytest
 from ocrconvert.errors import ExitCode, UsageError
 from ocrconvert.families import resolve_family
 from ocrconvert.families.base import ModelInfo, TensorSpec
-from ocrconvert.trt_prep import ShapeProfile, derive_profiles, model_info, parse_shape_spec, validate_profile
+from ocrconvert.formats import detect
+from ocrconvert.runners import runner_for
+from ocrconvert.tensorrt.profiles import ShapeProfile, derive_profiles, parse_shape_spec, validate_profile
 
 
 def _derive(path, shapes=()):
-    info = model_info_of(path)
+    info = runner_for(detect(path)).info()
     return derive_profiles(info, resolve_family(info), shapes)
-
-
-def model_info_of(path):
-    from ocrconvert.formats import detect
-
-    return model_info(detect(path))
 
 
 def test_rec_family_defaults(onnx_model):

@@ -1,4 +1,4 @@
-"""Engine build and run. Needs TensorRT + a CUDA GPU: skipped (with the reason) everywhere else.
+"""Engine build and run through the spine. Needs TensorRT + a CUDA GPU: skipped (with the reason) everywhere else.
 
 NOT RUN in ocrconvert's CI so far; see docs/tensorrt.md.
 """
@@ -19,26 +19,28 @@ if not torch.cuda.is_available():
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_cls_engine_builds_runs_and_matches_source(onnx_model, tmp_path, precision):
     import ocrconvert
-    from ocrconvert.trt_prep import TrtBuildOptions, trt_build
+    from ocrconvert.pipeline import convert
 
     src = onnx_model("ppocrv4-cls-onnx")
     engine = tmp_path / f"cls.{precision}.engine"
-    opts = TrtBuildOptions(fp16=precision == "fp16", shapes=["x:1x3x48x192:4x3x48x192:8x3x48x192"],
-                           timing_cache=tmp_path / "timing.cache")
-    result = trt_build(src, engine, opts)
+    result = convert(src, engine, target="tensorrt", route="trt-build",
+                     options={"precision": precision, "shapes": ["x:1x3x48x192:4x3x48x192:8x3x48x192"],
+                              "timing_cache": tmp_path / "timing.cache"})
     assert engine.is_file() and (tmp_path / "timing.cache").is_file()
     man = json.loads((tmp_path / f"cls.{precision}.engine.ocrconvert.json").read_text())
     assert man["engine"]["precision"] == precision and man["engine"]["tensorrt_version"] == trt.__version__
+    assert man["precision"] == precision and man["hops"][-1]["produced"]["precision"] == precision
     assert result.report is not None and result.report.passed, result.report.summary_line()
     runner = ocrconvert.load(engine)
     assert runner.backend == "tensorrt" and runner.input_names == ["x"]
 
 
 def test_int8_engine_from_calibration(onnx_model, calib_cls, tmp_path):
-    from ocrconvert.trt_prep import TrtBuildOptions, trt_build
+    from ocrconvert.pipeline import convert
 
-    opts = TrtBuildOptions(int8=True, calib_images=calib_cls, shapes=["x:1x3x48x192:8x3x48x192:16x3x48x192"])
-    result = trt_build(onnx_model("ppocrv4-cls-onnx"), tmp_path / "cls.int8.engine", opts)
+    result = convert(onnx_model("ppocrv4-cls-onnx"), tmp_path / "cls.int8.engine", target="tensorrt",
+                     route="trt-build", options={"precision": "int8", "calib_images": calib_cls,
+                                                 "shapes": ["x:1x3x48x192:8x3x48x192:16x3x48x192"]})
     eng = result.manifest["engine"]
     assert eng["precision"] == "int8" and eng["calibration"]["images"] == 16
     if eng["tensorrt_major"] >= 11:
@@ -46,3 +48,4 @@ def test_int8_engine_from_calibration(onnx_model, calib_cls, tmp_path):
     else:
         assert "INT8" in eng["builder_flags"]
     assert result.report.passed, result.report.summary_line()
+    assert result.report.informational and all(c.kind == "random" for c in result.report.informational)

@@ -1,89 +1,133 @@
-"""ONNX -> TensorRT engine (``trt-build``), and the TensorRT runner. The only module importing ``tensorrt``.
+"""ONNX -> TensorRT: the ``trt-build`` route (an engine; needs TensorRT) and the ``trt-export`` route (the
+prepared plan folder TensorRT would build from; needs no TensorRT). Both take ``TrtOptions``.
 
 TensorRT 10: the FP32 ONNX is parsed into a weakly typed network and precision comes from builder
 flags: ``BuilderFlag.FP16``, or ``BuilderFlag.INT8`` with an ``IInt8EntropyCalibrator2`` fed real
 images preprocessed as the model family expects (deprecated in 10.x, but still the 10.x implicit path).
 TensorRT 11 removed those flags, the calibrator and weak typing: every network is strongly typed, so
-FP16 builds from the FP16-cast ONNX and INT8 from the Q/DQ ONNX that ``trt_prep`` writes.
+FP16 builds from the FP16-cast ONNX and INT8 from the Q/DQ ONNX that ``ocrconvert.tensorrt`` writes.
 
-Device buffers and the CUDA stream come from PyTorch (``torch.cuda``); TensorRT's Python package
-brings no allocator of its own.
-
-NOT RUN in ocrconvert's CI: no machine there has TensorRT (see docs/tensorrt.md). Tests that need it
-carry ``@pytest.mark.tensorrt`` and skip.
+The builder is the only code outside ``runners/tensorrt.py`` that imports ``tensorrt`` (lazily).
+NOT RUN in ocrconvert's CI: no machine there has TensorRT (see docs/tensorrt.md).
 """
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
-from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from .._compat import require, version_of
-from ..errors import ConversionError, CorruptModelError, MissingDependencyError, UsageError
-from ..families.base import TensorSpec
+from .._compat import version_of
+from ..errors import ConversionError, UsageError
 from ..formats import Artifact, Format
-from ..registry import register_converter
-from ..runners.base import Runner
+from ..options import Precision
+from ..registry import Converter, HopResult, VerificationPolicy, register_converter
+from ..runners.tensorrt import cuda_torch, gpu_facts, require_tensorrt, trt_logger, trt_major
+from ..tensorrt.options import TrtOptions
+from ..tensorrt.plan import PreparedModel, engine_manifest, plan_manifest, prepare, write_profiles
 
 log = logging.getLogger(__name__)
 
-TRT_INSTALL_HINT = ("Install it with: pip install tensorrt (NVIDIA publishes the wheels on PyPI and on "
-                    "https://pypi.nvidia.com; needs an NVIDIA GPU + driver), or build elsewhere from "
-                    "`ocrconvert trt-build MODEL.onnx --export-only DIR`.")
+
+def prepare_source(source: Artifact, dest_dir: Path, options: TrtOptions, *, precision: Precision | None = None,
+                   say: Callable[[str], None] = lambda m: None) -> PreparedModel:
+    """The source ONNX, slimmed (constants -> initializers), prepared for ``precision`` into ``dest_dir``."""
+    from ..onnx_io import load_onnx
+    from ..runners import runner_for
+    from .onnx_torch import slim
+
+    if source.format is not Format.ONNX:
+        raise UsageError(f"TensorRT routes take an .onnx model, not {source.format.value}",
+                         hint="Convert it first: ocrconvert paddle2onnx MODEL_DIR -o model.onnx")
+
+    def load_model():
+        say("slimming the ONNX (constants -> initializers)")
+        return slim(load_onnx(source.files["model"]))
+
+    return prepare(load_model, runner_for(source).info(), dest_dir, options, precision=precision, say=say)
 
 
-def require_tensorrt(why: str = "building and running TensorRT engines"):
-    """``import tensorrt`` or MissingDependencyError (exit 4) naming the install."""
-    try:
-        return require("tensorrt", why)
-    except MissingDependencyError as exc:
-        exc.hint = TRT_INSTALL_HINT
-        exc.message = f"tensorrt is not installed: it is needed for {why}"
-        exc.args = (exc.message,)
-        raise
+def _policy(options: TrtOptions) -> VerificationPolicy:
+    # INT8: calibration fixed the activation ranges on images, so uniform noise saturates them by design
+    return VerificationPolicy(precision=options.precision,
+                              random_cases="informational" if options.int8 else "judged")
 
 
-def trt_major(trt) -> int:
-    try:
-        return int(str(trt.__version__).split(".")[0])
-    except ValueError:
-        raise ConversionError(f"cannot read the TensorRT version from {trt.__version__!r}") from None
+def _facts(prepared: PreparedModel) -> dict:
+    return {"precision": prepared.precision.value, "family": prepared.family,
+            "profiles": [p.to_dict() for p in prepared.profiles],
+            "calibration": prepared.calibration.to_dict() if prepared.calibration else None}
 
 
-def _torch_cuda(why: str):
-    torch = require("torch", why)
-    if not torch.cuda.is_available():
-        raise ConversionError(f"no CUDA device is visible ({why})",
-                              hint="TensorRT needs an NVIDIA GPU; check nvidia-smi and CUDA_VISIBLE_DEVICES.")
-    return torch
+def source_metadata(source: Artifact) -> dict:
+    """Family, dictionary and config travel into the manifest (an engine has no metadata_props)."""
+    from ..families import resolve_family
+    from ..runners import runner_for
+
+    info = runner_for(source).info()
+    meta = dict(info.metadata)
+    if info.dictionary and "character" not in meta:
+        meta["character"] = "\n".join(info.dictionary)
+    if info.config and "ocrconvert.config" not in meta:
+        meta["ocrconvert.config"] = json.dumps(info.config, ensure_ascii=False, default=str)
+    meta.setdefault("ocrconvert.family", resolve_family(info).name)
+    return meta
 
 
-def gpu_facts() -> tuple[str, str | None]:
-    torch = _torch_cuda("reading the GPU name")
-    major, minor = torch.cuda.get_device_capability()
-    return torch.cuda.get_device_name(), f"{major}.{minor}"
+def _not_onnx(source: Artifact, route: str) -> list[str]:
+    return [] if source.format is Format.ONNX else [f"{route} takes ONNX, not {source.format.value}"]
 
 
-_LOGGER = None
-
-
-def _logger(trt):
-    global _LOGGER
-    if _LOGGER is None:
-        _LOGGER = trt.Logger(trt.Logger.WARNING)
-    return _LOGGER
+def _prep_versions() -> dict:
+    return {n: version_of(n) for n in ("onnx", "onnxslim", "onnxconverter-common", "onnxruntime")}
 
 
 # --------------------------------------------------------------------------------------------------
-# builder
+# trt-export: the prepared plan folder, no TensorRT
+# --------------------------------------------------------------------------------------------------
+@register_converter("onnx", "tensorrt-plan", "trt-export", options=TrtOptions,
+                    description="the ONNX TensorRT would build (fp32 / FP16 cast / INT8 Q/DQ) + profiles + trtexec "
+                                "command; no TensorRT needed")
+class OnnxToTensorRTPlan(Converter):
+    """ONNX -> a folder holding ``model.<precision>.onnx`` and ``profiles.json`` (``trt-build --export-only``).
+
+    The spine verifies the prepared ONNX in ONNX Runtime against the ORIGINAL source, so what TensorRT
+    will parse is known to be right before any GPU is involved."""
+
+    tool = "onnxslim + onnxconverter-common / onnxruntime.quantization"
+
+    def check(self, source: Artifact, options: TrtOptions) -> list[str]:
+        given = [flag for flag, v in (("--timing-cache", options.timing_cache), ("--workspace", options.workspace_gib))
+                 if v is not None]
+        if given:  # refused, never silently dropped
+            raise UsageError(f"{', '.join(given)} only apply to an engine build; an export builds none",
+                             hint=f"Drop {given[0]}, or build the engine with -o OUT.engine.")
+        return _not_onnx(source, "trt-export")
+
+    def convert(self, source: Artifact, dest: Path, options: TrtOptions) -> HopResult:
+        dest.mkdir(parents=True, exist_ok=True)
+        prepared = prepare_source(source, dest, options)
+        write_profiles(dest, prepared.profiles)
+        art = Artifact(dest, Format.ONNX, {"model": prepared.onnx_path})
+        return HopResult(art, facts={**_facts(prepared), "strongly_typed": prepared.strongly_typed,
+                                     "onnx": prepared.onnx_path.name, "tool": prepared.tool},
+                         manifest={"tensorrt_plan": plan_manifest(prepared), "model_metadata": source_metadata(source)},
+                         policy=_policy(options))
+
+    def versions(self) -> dict:
+        return _prep_versions()
+
+
+# --------------------------------------------------------------------------------------------------
+# trt-build: the engine
 # --------------------------------------------------------------------------------------------------
 def _entropy_calibrator(trt, calib, cache_path: Path | None):
     """TRT 10 only: IInt8EntropyCalibrator2 over the calibration batches (already at the profile's opt shape)."""
-    torch = _torch_cuda("INT8 calibration")
+    torch = cuda_torch("INT8 calibration")
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):
@@ -118,7 +162,7 @@ def _parse(trt, builder, onnx_path: Path):
     # STRONGLY_TYPED flag is deprecated and ignored); on TRT 10 we want the weakly typed network the
     # FP16/INT8 builder flags act on.
     network = builder.create_network(0)
-    parser = trt.OnnxParser(network, _logger(trt))
+    parser = trt.OnnxParser(network, trt_logger(trt))
     if not parser.parse_from_file(str(onnx_path)):  # from file: external data resolves beside the model
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise ConversionError(f"TensorRT's ONNX parser rejected {onnx_path.name}: {'; '.join(errors) or 'no detail'}",
@@ -126,7 +170,7 @@ def _parse(trt, builder, onnx_path: Path):
     return network, parser
 
 
-def build_engine_bytes(*, onnx_path: Path, profiles, precision: str, calibration=None,
+def build_engine_bytes(*, onnx_path: Path, profiles, precision: Precision, calibration=None,
                        timing_cache: Path | None = None, workspace_bytes: int | None = None,
                        calib_cache: Path | None = None) -> tuple[bytes, dict]:
     """Build a serialized engine; returns (plan bytes, facts for the engine manifest).
@@ -136,11 +180,10 @@ def build_engine_bytes(*, onnx_path: Path, profiles, precision: str, calibration
     """
     trt = require_tensorrt()
     major = trt_major(trt)
-    logger = _logger(trt)
-    builder = trt.Builder(logger)
+    builder = trt.Builder(trt_logger(trt))
     network, _parser = _parse(trt, builder, onnx_path)
     config = builder.create_builder_config()
-    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+    if precision is Precision.FP32 and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # TF32 is on by default; fp32 should mean fp32 matmul/conv
     if workspace_bytes:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
@@ -150,10 +193,10 @@ def build_engine_bytes(*, onnx_path: Path, profiles, precision: str, calibration
         profile.set_shape(p.name, p.min, p.opt, p.max)
     config.add_optimization_profile(profile)
     if major < 11:
-        if precision == "fp16":
+        if precision is Precision.FP16:
             config.set_flag(trt.BuilderFlag.FP16)
             flags.append("FP16")
-        elif precision == "int8":
+        elif precision is Precision.INT8:
             if calibration is None:
                 raise UsageError("INT8 on TensorRT 10 needs calibration images (--calib-images)")
             config.set_flag(trt.BuilderFlag.INT8)
@@ -186,162 +229,52 @@ def build_engine_bytes(*, onnx_path: Path, profiles, precision: str, calibration
     return bytes(plan), facts
 
 
-@register_converter("onnx", "tensorrt", "trt-build", requires=("tensorrt",),
+@register_converter("onnx", "tensorrt", "trt-build", options=TrtOptions, requires=("tensorrt",),
                     description="TensorRT engine; TRT 10 precision flags + entropy calibrator, TRT 11 strongly typed "
                                 "from the FP16-cast / Q/DQ ONNX")
-class OnnxToTensorRT:
+class OnnxToTensorRT(Converter):
     """ONNX -> TensorRT engine for this GPU and TensorRT version."""
 
     tool = "tensorrt"
 
-    def check(self, source: Artifact, options: dict) -> list[str]:
-        problems = []
-        if source.format is not Format.ONNX:
-            problems.append(f"trt-build takes ONNX, not {source.format.value}")
-        return problems
+    def check(self, source: Artifact, options: TrtOptions) -> list[str]:
+        return _not_onnx(source, "trt-build")
 
-    def convert(self, source: Artifact, dest: Path, options: dict) -> Artifact:
-        from .. import trt_prep
-        from ..manifest import sha256_file
+    def convert(self, source: Artifact, dest: Path, options: TrtOptions) -> HopResult:
+        from ..manifest import sha256_file, write_manifest
 
-        opts = trt_prep.TrtBuildOptions.from_dict(options).validate()
         trt = require_tensorrt()
         major = trt_major(trt)
         with tempfile.TemporaryDirectory(prefix=".trtprep.", dir=dest.parent) as tmp:
             # TRT 10 takes the FP32 ONNX and applies precision by flags; TRT 11 takes the precision-carrying ONNX
-            want = "fp32" if major < 11 else opts.precision
-            prepared = trt_prep.prepare(source, Path(tmp), opts, precision=want)
+            want = Precision.FP32 if major < 11 else options.precision
+            prepared = prepare_source(source, Path(tmp), options, precision=want)
             plan, facts = build_engine_bytes(
-                onnx_path=prepared.onnx_path, profiles=prepared.profiles, precision=opts.precision,
-                calibration=prepared.calibration, timing_cache=opts.timing_cache,
-                workspace_bytes=opts.workspace_bytes)
-            prepared_info = {"precision": prepared.precision, "tool": prepared.tool,
+                onnx_path=prepared.onnx_path, profiles=prepared.profiles, precision=options.precision,
+                calibration=prepared.calibration, timing_cache=options.timing_cache,
+                workspace_bytes=options.workspace_bytes)
+            prepared_info = {"precision": prepared.precision.value, "tool": prepared.tool,
                              "sha256": sha256_file(prepared.onnx_path)}
         dest.write_bytes(plan)
-        engine = trt_prep.engine_manifest(
+        engine = engine_manifest(
             trt_version=facts["trt_version"], gpu_name=facts["gpu_name"], compute_capability=facts["compute_capability"],
-            precision=opts.precision, strongly_typed=facts["strongly_typed"], builder_flags=facts["builder_flags"],
+            precision=options.precision, strongly_typed=facts["strongly_typed"], builder_flags=facts["builder_flags"],
             profiles=prepared.profiles, prepared=prepared_info,
             calibration=prepared.calibration.to_dict() if prepared.calibration else None,
-            workspace_bytes=opts.workspace_bytes, timing_cache=facts["timing_cache"], engine_bytes=len(plan),
+            workspace_bytes=options.workspace_bytes, timing_cache=facts["timing_cache"], engine_bytes=len(plan),
             build_seconds=facts["build_seconds"])
-        return Artifact(dest, Format.TENSORRT, {"engine": dest}, {"engine": engine,
-                                                                   "model_metadata": _source_metadata(source)})
+        metadata = source_metadata(source)
+        # provisional sidecar: the runner reads the model's metadata from it while the spine verifies the engine
+        write_manifest(dest, {"engine": engine, "model_metadata": metadata})
+        return HopResult(Artifact(dest, Format.TENSORRT, {"engine": dest}),
+                         facts={**_facts(prepared), "precision": options.precision.value,
+                                "strongly_typed": facts["strongly_typed"], "builder_flags": sorted(facts["builder_flags"]),
+                                "tensorrt_version": facts["trt_version"], "gpu": facts["gpu_name"]},
+                         manifest={"engine": engine, "model_metadata": metadata},
+                         policy=_policy(options))
 
     def versions(self) -> dict:
-        return {"tensorrt": version_of("tensorrt"), "onnxconverter-common": version_of("onnxconverter-common"),
-                "onnxruntime": version_of("onnxruntime")}
+        return {"tensorrt": version_of("tensorrt"), **_prep_versions()}
 
 
-def _source_metadata(source: Artifact) -> dict:
-    """Family, dictionary and config travel into the engine's manifest (a plan has no metadata_props)."""
-    import json
-
-    from ..families import resolve_family
-    from ..runners import runner_for
-
-    info = runner_for(source).info()
-    meta = dict(info.metadata)
-    if info.dictionary and "character" not in meta:
-        meta["character"] = "\n".join(info.dictionary)
-    if info.config and "ocrconvert.config" not in meta:
-        meta["ocrconvert.config"] = json.dumps(info.config, ensure_ascii=False, default=str)
-    meta.setdefault("ocrconvert.family", resolve_family(info).name)
-    return meta
-
-
-# --------------------------------------------------------------------------------------------------
-# runner
-# --------------------------------------------------------------------------------------------------
-class TensorRTRunner(Runner):
-    """A serialized engine on the current CUDA device: ``infer(feed) -> dict[str, ndarray]``."""
-
-    backend = "tensorrt"
-
-    def __init__(self, artifact: Artifact, device: int = 0):
-        super().__init__(artifact)
-        self.device = device
-
-    @cached_property
-    def _manifest(self) -> dict:
-        from ..manifest import read_manifest
-
-        return read_manifest(self.artifact.path) or {}
-
-    @cached_property
-    def engine(self):
-        trt = require_tensorrt("running a TensorRT engine")
-        torch = _torch_cuda("running a TensorRT engine")
-        torch.cuda.set_device(self.device)
-        runtime = trt.Runtime(_logger(trt))
-        engine = runtime.deserialize_cuda_engine(self.artifact.files["engine"].read_bytes())
-        if engine is None:
-            built = (self._manifest.get("engine") or {})
-            raise CorruptModelError(
-                f"TensorRT {trt.__version__} could not deserialize {self.artifact.path}",
-                hint=f"Engines run only on the TensorRT version and GPU that built them "
-                     f"(this one: TensorRT {built.get('tensorrt_version', '?')}, "
-                     f"{(built.get('gpu') or {}).get('name', '?')}). Rebuild it here with `ocrconvert trt-build`.")
-        return engine
-
-    def _io(self, want_input: bool) -> list[TensorSpec]:
-        trt = require_tensorrt("running a TensorRT engine")
-        eng = self.engine
-        specs = []
-        for i in range(eng.num_io_tensors):
-            name = eng.get_tensor_name(i)
-            if (eng.get_tensor_mode(name) == trt.TensorIOMode.INPUT) != want_input:
-                continue
-            shape = tuple(d if d >= 0 else None for d in eng.get_tensor_shape(name))
-            specs.append(TensorSpec(name, shape, np.dtype(trt.nptype(eng.get_tensor_dtype(name))).name))
-        return specs
-
-    @cached_property
-    def inputs(self):
-        return self._io(True)
-
-    @cached_property
-    def outputs(self):
-        return self._io(False)
-
-    def metadata(self) -> dict:
-        return dict(self._manifest.get("model_metadata") or {})
-
-    def profile_ranges(self) -> dict[str, tuple]:
-        eng = self.engine
-        return {s.name: tuple(tuple(d) for d in eng.get_tensor_profile_shape(s.name, 0)) for s in self.inputs}
-
-    def _load(self):
-        ctx = self.engine.create_execution_context()
-        if ctx is None:
-            raise ConversionError("TensorRT could not create an execution context (out of GPU memory?)")
-        return ctx
-
-    def _infer(self, feed):
-        torch = _torch_cuda("running a TensorRT engine")
-        ctx = self.session
-        ranges = self.profile_ranges()
-        keep = []
-        for spec in self.inputs:
-            arr = np.ascontiguousarray(feed[spec.name], dtype=spec.dtype)
-            lo, _, hi = ranges[spec.name]
-            if len(arr.shape) != len(lo) or any(s < a or s > b for s, a, b in zip(arr.shape, lo, hi)):
-                raise UsageError(f"input {spec.name} shape {list(arr.shape)} is outside the engine's profile "
-                                 f"{list(lo)} .. {list(hi)}",
-                                 hint="Rebuild with a wider --shapes range, or feed shapes inside it.")
-            t = torch.from_numpy(arr).cuda(self.device)
-            keep.append(t)
-            if not ctx.set_input_shape(spec.name, tuple(arr.shape)):
-                raise ConversionError(f"TensorRT rejected input shape {list(arr.shape)} for {spec.name}")
-            ctx.set_tensor_address(spec.name, int(t.data_ptr()))
-        outs = []
-        for spec in self.outputs:
-            shape = tuple(ctx.get_tensor_shape(spec.name))
-            t = torch.empty(shape, dtype=getattr(torch, spec.dtype), device=f"cuda:{self.device}")
-            ctx.set_tensor_address(spec.name, int(t.data_ptr()))
-            outs.append(t)
-        stream = torch.cuda.current_stream(self.device)
-        if not ctx.execute_async_v3(stream.cuda_stream):
-            raise ConversionError("TensorRT execution failed (execute_async_v3 returned False)")
-        stream.synchronize()
-        return [o.cpu().numpy() for o in outs]
+__all__ = ["OnnxToTensorRT", "OnnxToTensorRTPlan", "prepare_source", "build_engine_bytes", "source_metadata"]

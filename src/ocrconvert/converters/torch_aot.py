@@ -19,18 +19,10 @@ log = logging.getLogger(__name__)
 
 
 def export_dims(family: str, rank: int):
-    """torch.export Dims for the family's dynamic axes (batch, width; det also height)."""
-    from torch.export import Dim
+    """torch.export Dims for the dynamic axes of the family's image input (the family knows them)."""
+    from ..families import get_family
 
-    batch = Dim("batch", min=1, max=512)
-    if rank != 4:
-        return {0: batch}
-    if family == "det-db":  # DB det: sides divisible by 32 (the FPN adds upsampled maps), at least 64
-        return {0: batch, 2: 32 * Dim("h32", min=2, max=256), 3: 32 * Dim("w32", min=2, max=256)}
-    if family == "rec-ctc":  # any width whose sequence has > 1 step (export derives the bound, ~13)
-        return {0: batch, 3: Dim.DYNAMIC}
-    return {0: batch}
-
+    return get_family(family).export_dims(rank)
 
 
 # families whose AOT packages default to NHWC on CUDA. None: on the H100 (torch 2.11) NHWC fp16 packages

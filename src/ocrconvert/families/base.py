@@ -106,6 +106,62 @@ class Family:
     def primary_output(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
         return outputs[self.info.outputs[0].name] if self.info.outputs else next(iter(outputs.values()))
 
+    # ---- deployment: torch.export dims, TensorRT profiles and calibration, bench shape ----
+    # bench's input when the user gives no --shape; None: this family cannot tell
+    bench_shape: tuple[int, ...] | None = None
+    # INT8 calibration from a folder of images (the family can preprocess an image into a feed)
+    calibrates_on_images = False
+
+    @classmethod
+    def export_dims(cls, rank: int) -> dict:
+        """torch.export ``Dim`` per dynamic axis of the (single) image input; by default the batch only."""
+        from torch.export import Dim
+
+        return {0: Dim("batch", min=1, max=512)}
+
+    def trt_profile(self, spec: TensorSpec) -> Profile | None:
+        """Default TensorRT (min, opt, max) shapes for a dynamic input; None: the user must give --shapes."""
+        return None
+
+    def calibration_input(self, img, opt: tuple[int, ...]) -> np.ndarray:
+        """One calibration image as this family preprocesses it, shrunk (``shrink_to_fit``) until it fits
+        opt's H x W, then zero-padded to opt's C x H x W (TensorRT calibrates at the profile's opt shape)."""
+        oh, ow = opt[2], opt[3]
+        x = self._one_feed(img)
+        if x.shape[1] > oh or x.shape[2] > ow:
+            x = self._one_feed(self.shrink_to_fit(img, (x.shape[1], x.shape[2]), (oh, ow)))
+        out = np.zeros(opt[1:], np.float32)
+        hh, ww = min(oh, x.shape[1]), min(ow, x.shape[2])
+        out[:, :hh, :ww] = x[:, :hh, :ww]
+        return out
+
+    def shrink_to_fit(self, img, size: tuple[int, int], target: tuple[int, int]):
+        """``img`` resized so that its preprocessed size (``size``, H x W) fits ``target``: each side on its own."""
+        (h, w), (th, tw) = size, target
+        return img.resize((max(1, int(img.width * min(1.0, tw / w))), max(1, int(img.height * min(1.0, th / h)))),
+                          resample=2)
+
+    def _one_feed(self, img) -> np.ndarray:
+        (_, feed), = self.image_feeds([("calib", img, None)])[:1]
+        return next(iter(feed.values()))[0]
+
+
+Profile = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]  # (min, opt, max) shapes of one input
+
+
+def _fixed(d) -> int | None:
+    return d if isinstance(d, int) and d > 0 else None
+
+
+def nchw_profile(spec: TensorSpec, batch: tuple[int, int, int], height: tuple[int, int, int],
+                 width: tuple[int, int, int]) -> Profile | None:
+    """(min, opt, max) of an NCHW input from per-axis ranges; dims the model fixes keep their size."""
+    if len(spec.shape) != 4:
+        return None
+    n, c, h, w = (_fixed(d) for d in spec.shape)
+    axes = [(n,) * 3 if n else batch, (c or 3,) * 3, (h,) * 3 if h else height, (w,) * 3 if w else width]
+    return tuple(tuple(int(a[i]) for a in axes) for i in range(3))
+
 
 class GenericFamily(Family):
     """Any model: seeded random inputs at two shapes, numeric comparison only."""

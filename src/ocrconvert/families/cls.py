@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Family, TaskResult
+from .base import Family, Profile, TaskResult, TensorSpec, nchw_profile
 from .imaging import SAMPLE_LINES, normalize_chw, render_line, to_bgr_array
 
 
 def argmax_agreement(a: np.ndarray, b: np.ndarray) -> float:
     a2, b2 = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
     return float((a2.argmax(-1) == b2.argmax(-1)).mean())
+
+
+# TensorRT defaults: PP-OCR's 48 x 192 text-line crop (or the model's fixed size), batch 1 / 8 / 64 lines
+TRT_HW = (48, 192)
+LINE_BATCH = (1, 8, 64)
 
 
 class ClsFamily(Family):
@@ -44,6 +49,13 @@ class ClsFamily(Family):
                 x[:, :, :nw] = normalize_chw(to_bgr_array(img.resize((nw, h), resample=2)), [0.5] * 3, [0.5] * 3)
             batch.append(x)
         return [(f"{len(batch)} rendered lines", {self.info.inputs[0].name: np.stack(batch)})]
+
+    # ---- deployment ------------------------------------------------------------------
+    bench_shape = (8, 3, 48, 192)
+    calibrates_on_images = True
+
+    def trt_profile(self, spec: TensorSpec) -> Profile | None:
+        return nchw_profile(spec, LINE_BATCH, (TRT_HW[0],) * 3, (TRT_HW[1],) * 3)
 
     def task_metric(self, ref, out, labels=None):
         agree = argmax_agreement(self.primary_output(ref), self.primary_output(out))

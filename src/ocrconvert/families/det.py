@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Family, TaskResult
+from .base import Family, Profile, TaskResult, TensorSpec, nchw_profile
 from .imaging import normalize_chw, render_page, to_bgr_array, transform_op
 
 DEFAULT_MEAN = (0.485, 0.456, 0.406)
 DEFAULT_STD = (0.229, 0.224, 0.225)
+# TensorRT defaults (min, opt, max): square-ish sides, multiples of 32 (DB's FPN needs it), opt = the
+# family's resize limit; batch 1 because det pages differ in size.
+TRT_SIDE = (32, 960, 1920)
+TRT_BATCH = (1, 1, 1)
 
 
 def binarized_iou(a: np.ndarray, b: np.ndarray, thresh: float) -> float:
@@ -42,6 +46,40 @@ class DetDbFamily(Family):
             x = normalize_chw(to_bgr_array(img.resize((w, h), resample=2)), mean, std)
             feeds.append((label, {self.info.inputs[0].name: x[None]}))
         return feeds
+
+    # ---- deployment ------------------------------------------------------------------
+    bench_shape = (1, 3, 640, 640)
+    calibrates_on_images = True
+
+    @classmethod
+    def export_dims(cls, rank: int) -> dict:
+        """Sides divisible by 32 (the FPN adds upsampled maps), at least 64."""
+        from torch.export import Dim
+
+        dims = super().export_dims(rank)
+        if rank == 4:
+            dims.update({2: 32 * Dim("h32", min=2, max=256), 3: 32 * Dim("w32", min=2, max=256)})
+        return dims
+
+    @property
+    def side_limit(self) -> int:
+        """The long-side limit of the model's own ``DetResizeForTest`` (960 when it names none)."""
+        op = transform_op(self.info.config, "DetResizeForTest") or {}
+        for key in ("resize_long", "limit_side_len"):
+            if isinstance(op.get(key), (int, float)) and op[key] > 0:
+                return int(op[key])
+        return TRT_SIDE[1]
+
+    def trt_profile(self, spec: TensorSpec) -> Profile | None:
+        opt = min(TRT_SIDE[2], max(32, int(round(self.side_limit / 32)) * 32))
+        side = (TRT_SIDE[0], opt, TRT_SIDE[2])
+        return nchw_profile(spec, TRT_BATCH, side, side)
+
+    def shrink_to_fit(self, img, size, target):
+        """Keep the aspect and land on multiples of 32 inside the target."""
+        (h, w), (th, tw) = size, target
+        f = min(th / h, tw / w)
+        return img.resize((max(32, int(w * f) // 32 * 32), max(32, int(h * f) // 32 * 32)), resample=2)
 
     def task_metric(self, ref, out, labels=None):
         iou = binarized_iou(self.primary_output(ref), self.primary_output(out), self.thresh)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from .base import Family, TaskResult
+from .base import Family, Profile, TaskResult, TensorSpec, nchw_profile
 from .imaging import SAMPLE_LINES, normalize_chw, render_line, to_bgr_array, transform_op
 
 
@@ -62,6 +62,12 @@ def ctc_greedy_decode(probs: np.ndarray, labels: list[str] | None) -> list[str]:
     return texts
 
 
+# TensorRT defaults (min, opt, max): width from a short word (16) to a long line (3200), opt 320 =
+# RecResizeImg's width; batch 1 / 8 / 64 lines (max batch x max width decides engine memory).
+TRT_WIDTH = (16, 320, 3200)
+LINE_BATCH = (1, 8, 64)
+
+
 class RecCtcFamily(Family):
     name = "rec-ctc"
     task = "rec"
@@ -100,6 +106,27 @@ class RecCtcFamily(Family):
         for i, a in enumerate(arrays):
             batch[i, :, :, : a.shape[2]] = a
         return [(f"{len(arrays)} text lines", {self.info.inputs[0].name: batch})]
+
+    # ---- deployment ------------------------------------------------------------------
+    bench_shape = (8, 3, 48, 320)
+    calibrates_on_images = True
+
+    @classmethod
+    def export_dims(cls, rank: int) -> dict:
+        """Any width whose sequence has > 1 step (torch.export derives the bound, ~13)."""
+        from torch.export import Dim
+
+        dims = super().export_dims(rank)
+        if rank == 4:
+            dims[3] = Dim.DYNAMIC
+        return dims
+
+    def trt_profile(self, spec: TensorSpec) -> Profile | None:
+        return nchw_profile(spec, LINE_BATCH, (self.height,) * 3, TRT_WIDTH)
+
+    def shrink_to_fit(self, img, size, target):
+        """PP-OCR squeezes an over-long line to the target width; the height is the model's."""
+        return img.resize((max(1, int(img.width * min(1.0, target[1] / size[1]))), img.height), resample=2)
 
     def decode(self, outputs) -> list[str]:
         probs = self.primary_output(outputs)

@@ -1,0 +1,149 @@
+"""The precision-carrying ONNX TensorRT builds strongly typed: the FP16 cast (onnxconverter-common) and the
+INT8 Q/DQ model (onnxruntime.quantization, explicit quantization)."""
+from __future__ import annotations
+
+import collections
+import contextlib
+import copy
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+
+from ..errors import ConversionError, UsageError
+from .calibration import CalibrationSet
+
+log = logging.getLogger(__name__)
+
+# ops kept in fp32 by the FP16 cast: reductions and transcendental ops whose range or precision fp16
+# cannot hold (LayerNorm's pow/sqrt, softmax/sigmoid tails, resize coordinate math).
+FP16_KEEP_FP32_OPS = ("Softmax", "Sigmoid", "HardSigmoid", "ReduceMean", "Pow", "Sqrt", "Exp", "Log", "Erf",
+                      "LayerNormalization", "Resize", "Upsample")
+# ops TensorRT runs in INT8 when wrapped by Q/DQ; the rest stay in higher precision (explicit quantization)
+INT8_QUANTIZED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+CALIB_METHODS = ("percentile", "minmax", "entropy")
+
+
+def copy_metadata(src, dst) -> None:
+    """``metadata_props`` of ``src`` that ``dst`` lacks (family, dictionary, config travel with the model)."""
+    have = {p.key for p in dst.metadata_props}
+    for p in src.metadata_props:
+        if p.key not in have:
+            e = dst.metadata_props.add()
+            e.key, e.value = p.key, p.value
+
+
+def _unshare_initializers(model) -> None:
+    """One initializer per consumer: the caster cannot keep a constant fp32 for one node and fp16 for another."""
+    inits = {i.name: i for i in model.graph.initializer}
+    uses = collections.Counter(x for n in model.graph.node for x in n.input if x in inits)
+    seen: collections.Counter = collections.Counter()
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name in inits and uses[name] > 1:
+                seen[name] += 1
+                if seen[name] > 1:
+                    dup = copy.deepcopy(inits[name])
+                    dup.name = f"{name}__use{seen[name]}"
+                    model.graph.initializer.append(dup)
+                    node.input[i] = dup.name
+
+
+def _identity_outputs(model) -> None:
+    """An Identity before each graph output; onnxconverter-common fails when a kept-fp32 op feeds an output."""
+    from onnx import helper
+
+    outs = {o.name for o in model.graph.output}
+    for node in list(model.graph.node):
+        for i, name in enumerate(node.output):
+            if name in outs:
+                node.output[i] = name + "__fp32"
+    for o in model.graph.output:
+        model.graph.node.append(helper.make_node("Identity", [o.name + "__fp32"], [o.name], name=o.name + "__out"))
+
+
+def cast_fp16(model, *, keep_fp32_ops=FP16_KEEP_FP32_OPS):
+    """The FP16 ONNX TensorRT 11 builds strongly typed (I/O stays fp32; sensitive ops stay fp32)."""
+    from .._compat import require
+
+    require("onnxconverter_common", "casting the ONNX to FP16")
+    from onnxconverter_common import float16
+    m = copy.deepcopy(model)
+    _unshare_initializers(m)
+    del m.graph.value_info[:]   # stale fp32 value_info would contradict the cast graph
+    _identity_outputs(m)
+    block = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(keep_fp32_ops))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one warning per clamped constant
+        try:
+            out = float16.convert_float_to_float16(m, keep_io_types=True, op_block_list=block)
+        except Exception as exc:  # noqa: BLE001 - the caster raises bare ValueErrors on odd graphs
+            raise ConversionError(f"FP16 cast failed: {type(exc).__name__}: {exc}") from None
+    copy_metadata(model, out)
+    return out
+
+
+class _LogWriter:
+    """A file-like sink sending third-party prints to the debug log (stdout carries results only)."""
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            log.debug("%s", text.rstrip())
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+class _BatchReader:
+    """onnxruntime.quantization CalibrationDataReader over the calibration batches."""
+
+    def __init__(self, calib: CalibrationSet):
+        self._calib = calib
+        self._it = iter(calib.batches)
+
+    def get_next(self):
+        b = next(self._it, None)
+        return None if b is None else {self._calib.input_name: b}
+
+    def rewind(self):
+        self._it = iter(self._calib.batches)
+
+
+def quantize_qdq(model, calib: CalibrationSet, out_path: Path, *, method: str = "percentile"):
+    """INT8 Q/DQ ONNX for TensorRT's explicit quantization: symmetric int8 activations and per-channel
+    symmetric int8 weights on Conv/ConvTranspose/MatMul/Gemm, bias left in float (TensorRT fuses it)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from ..onnx_io import opset
+
+    methods = {"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax,
+               "entropy": CalibrationMethod.Entropy}
+    if method not in methods:
+        raise UsageError(f"unknown calibration method {method!r}", hint=f"One of: {', '.join(methods)}")
+    m = copy.deepcopy(model)
+    if opset(m) < 13:  # per-channel DequantizeLinear (axis) needs opset 13
+        from onnx import version_converter
+
+        m = version_converter.convert_version(m, 13)
+    with tempfile.TemporaryDirectory(prefix=".qdq.", dir=out_path.parent) as tmp:
+        src = Path(tmp) / "fp32.onnx"
+        onnx.save(m, str(src))
+        try:
+            with contextlib.redirect_stdout(_LogWriter()):  # ORT prints calibration progress on stdout
+                quantize_static(str(src), str(out_path), _BatchReader(calib), quant_format=QuantFormat.QDQ,
+                                op_types_to_quantize=list(INT8_QUANTIZED_OPS), per_channel=True,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=methods[method],
+                                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                               "QuantizeBias": False})
+        except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises untyped errors
+            raise ConversionError(f"INT8 Q/DQ quantization failed: {type(exc).__name__}: {exc}") from None
+    q = onnx.load(str(out_path))
+    copy_metadata(model, q)
+    onnx.save(q, str(out_path))
+    return q
+
+
+__all__ = ["cast_fp16", "quantize_qdq", "copy_metadata", "FP16_KEEP_FP32_OPS", "INT8_QUANTIZED_OPS", "CALIB_METHODS"]
