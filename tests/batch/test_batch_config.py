@@ -1,4 +1,5 @@
-"""Batch config schema, verdict policy and reports (no model runs here)."""
+"""Batch config schema, typed route options, fingerprint, kill points, verdict policy and reports
+(no model runs here)."""
 from __future__ import annotations
 
 import json
@@ -7,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from _cli_helpers import run_cli
+
 from ocrconvert.errors import ExitCode, UsageError
-from ocrconvert.zoo.batch import (BatchResult, Expectation, JobRecord, load_config, parse_config, junit_xml,
-                                  summary_md, write_reports)
+from ocrconvert.options import Precision
+from ocrconvert.zoo.batch import (BatchResult, Expectation, JobRecord, fingerprint, load_config, parse_config,
+                                  junit_xml, summary_md, write_reports)
+from ocrconvert.zoo.batch.killpoints import KillPoint, parse as parse_kill_points
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,6 +56,7 @@ models:
     assert jobs["ppocrv4-cls.torch"].atol == {"": 1e-4, "logits": 1e-2} and jobs["ppocrv4-cls.torch"].timeout == 99
     assert jobs["mine.onnx"].model == str(Path.cwd() / "some/dir/m.onnx")
     assert jobs["ppocrv4-cls.torch"].output == (Path.cwd() / "out" / "ppocrv4-cls" / "torch").resolve()
+    assert all(j.seed == 0 and j.verify and j.options == {} and j.precision is None for j in jobs.values())
 
 
 @pytest.mark.parametrize("text, fragment", [
@@ -58,9 +64,12 @@ models:
     ("output: o\ndefaults: {target: [onnx]}\nmodels: [a]\n", "Did you mean 'targets'"),
     ("output: o\nmodels: [{model: a, targets: [onnx], expect: {code: 3}}]\n", "unknown key 'code'"),
     ("output: o\nmodels: [{model: a, targets: [{target: torch, expect: {exit_code: 0}}]}]\n", "expect.exit_code"),
-    ("output: o\nmodels: [{model: a, targets: [onnx], opset: 99}]\n", "opset must be"),
     ("output: o\nmodels: [{model: a, targets: [onnx], atol: -1}]\n", "atol must be"),
-    ("output: o\nmodels: [{model: a, targets: [onnx], precision: fp8}]\n", "precision must be"),
+    ("output: o\nmodels: [{model: a, targets: [onnx], precision: fp8}]\n", "'fp8' is not a precision"),
+    ("output: o\nmodels: [{model: a, targets: [onnx], seed: -1}]\n", "seed must be a non-negative integer"),
+    ("output: o\nmodels: [{model: a, targets: [onnx], verify: 0}]\n", "verify must be true or false"),
+    ("output: o\nmodels: [{model: a, targets: [onnx], options: [opset]}]\n", "options must be a mapping"),
+    ("output: o\nmodels: [{model: a, targets: [onnx], options: {precision: fp16}}]\n", "precision goes on the job"),
     ("models: [a]\n", "'output'"),
     ("output: o\nversion: 2\nmodels: [a]\n", "version 2"),
     ("output: o\nmodels: [a]\n", "no targets"),
@@ -128,3 +137,102 @@ def test_reports_are_written_and_parse(tmp_path):
 def test_parse_config_rejects_non_mapping():
     with pytest.raises(UsageError, match="must be a mapping"):
         parse_config(["a"], Path("x.yaml"))
+
+
+# ----------------------------------------------------------------------- typed route options
+def _one(tmp_path, model: str, target: str, extra: str = "", defaults: str = ""):
+    cfg = _cfg(tmp_path, f"output: out\n{defaults}models:\n  - {{model: {model}, targets: [{{target: {target}{extra}}}]}}\n")
+    (job,) = cfg.jobs
+    return job
+
+
+@pytest.mark.parametrize("model, target, extra, fragment", [
+    # a value the route's own record refuses (paddle2onnx writes opsets 7..21)
+    ("ppocrv4-cls", "onnx", ", options: {opset: 99}", "outside what paddle2onnx writes"),
+    # a key no hop of the route takes: onnx2torch has no opset
+    ("ppocrv4-cls-onnx", "torch", ", options: {opset: 14}", "cannot be honoured"),
+    ("ppocrv4-cls-onnx", "torch", ", options: {allow_partial: true}", "cannot be honoured"),
+    # a wrong type, caught by the record's typed fields
+    ("ppocrv4-cls", "torch-native", ", options: {allow_partial: yes please}", "allow_partial"),
+    # a precision a route cannot build: paddle2onnx and onnx2torch build fp32 only
+    ("ppocrv4-cls", "onnx", ", precision: fp16", "precision fp16 cannot be built"),
+    ("ppocrv4-cls-onnx", "torch", ", precision: int8", "precision int8 cannot be built"),
+    # aot-build takes the precision, and refuses fp16 on the CPU (it builds fp16 for CUDA only)
+    ("ppocrv4-cls", "torch-aot", ", precision: fp16, options: {device: cpu}", "built for CUDA"),
+    ("ppocrv4-cls", "torch-aot", ", precision: bf16", "bf16 is not available"),
+])
+def test_route_options_are_validated_by_the_route_at_load_time(tmp_path, model, target, extra, fragment):
+    with pytest.raises(UsageError) as info:
+        _one(tmp_path, model, target, extra)
+    assert info.value.exit_code == ExitCode.USAGE
+    assert f"job {model}.{target}" in info.value.message  # names the job
+    assert fragment in info.value.message + info.value.hint
+
+
+def test_route_options_reach_the_job(tmp_path):
+    assert _one(tmp_path, "ppocrv4-cls", "onnx", ", options: {opset: 13}").options == {"opset": 13}
+    assert _one(tmp_path, "ppocrv4-cls", "torch-native", ", options: {allow_partial: true}").options == {"allow_partial": True}
+    # the graph route from Paddle runs paddle2onnx first: opset is its option
+    assert _one(tmp_path, "ppocrv4-cls", "torch", ", options: {opset: 13}").options == {"opset": 13}
+    # options merge key by key: defaults < model < target
+    job = _one(tmp_path, "ppocrv4-cls", "torch-aot", ", options: {device: cuda}",
+               defaults="defaults: {options: {autotune: true, device: cpu}}\n")
+    assert job.options == {"autotune": True, "device": "cuda"}
+
+
+def test_precision_reaches_the_route_that_builds_in_it(tmp_path):
+    job = _one(tmp_path, "ppocrv4-cls", "torch-aot", ", precision: fp16")
+    assert job.precision is Precision.FP16 and job.options == {"precision": "fp16"}
+    # fp32 on a route that only builds fp32 is what it builds: accepted, nothing to hand the route
+    job = _one(tmp_path, "ppocrv4-cls", "onnx", ", precision: fp32")
+    assert job.precision is Precision.FP32 and job.options == {}
+
+
+def test_tensorrt_precision_reaches_trt_build_or_is_refused(tmp_path):
+    from ocrconvert import registry
+    from ocrconvert.pipeline import available_converters
+
+    available_converters()
+    if "precision" in registry.get("trt-build").options_type.field_names():
+        assert _one(tmp_path, "ppocrv4-cls-onnx", "tensorrt", ", precision: fp16").options == {"precision": "fp16"}
+    else:  # a route that cannot take the precision never silently builds fp32
+        with pytest.raises(UsageError, match="precision fp16 cannot be built"):
+            _one(tmp_path, "ppocrv4-cls-onnx", "tensorrt", ", precision: fp16")
+
+
+def test_route_option_at_job_level_points_to_options(tmp_path):
+    with pytest.raises(UsageError) as info:
+        _cfg(tmp_path, "output: o\nmodels: [{model: ppocrv4-cls, targets: [onnx], opset: 14}]\n")
+    assert "unknown key 'opset'" in info.value.message
+    assert "options: {opset: ...}" in info.value.hint
+
+
+def test_bad_route_option_is_exit_2_naming_the_job_from_the_cli(tmp_path):
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(f"output: {tmp_path / 'out'}\nmodels:\n  - {{model: ppocrv4-cls, targets: [onnx, "
+                   f"{{target: torch-aot, precision: fp16, options: {{device: cpu}}}}]}}\n")
+    res = run_cli("batch", cfg, "--json")
+    assert res.code == 2, res.stderr
+    err = json.loads(res.stdout)
+    assert err["error"] == "BatchConfigError" and "job ppocrv4-cls.torch-aot" in err["message"]
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
+def test_fingerprint_covers_seed_precision_options_and_verify(tmp_path):
+    def fp(extra: str) -> str:
+        return fingerprint(_one(tmp_path, "ppocrv4-cls", "torch-aot", extra), "src", {"v": 1})
+
+    base = fp("")
+    assert fp("") == base
+    changed = [fp(", seed: 7"), fp(", precision: fp16"), fp(", options: {autotune: true}"), fp(", verify: false")]
+    assert len({base, *changed}) == 5
+
+
+# ------------------------------------------------------------------------------- kill points
+def test_kill_points_parse():
+    assert parse_kill_points(None) == ()
+    assert parse_kill_points("batch:staged@m.onnx, worker:committed") == (
+        KillPoint("batch", "staged", "m.onnx"), KillPoint("worker", "committed", None))
+    for bad in ("staged", "worker:collected", "batch:nowhere", "nobody:staged"):
+        with pytest.raises(UsageError):
+            parse_kill_points(bad)

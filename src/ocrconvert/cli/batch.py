@@ -74,6 +74,8 @@ def register(app: typer.Typer) -> None:
                                                                  "and summary.md go (default OUTPUT/report).")] = None,
               timeout: Annotated[Optional[float], typer.Option("--timeout", min=1, help="Per-job timeout in seconds "
                                                                "(overrides the config).")] = None,
+              seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Seed of the random verification "
+                                                          "inputs of every job (overrides the config).")] = None,
               json: JsonOpt = False, debug: DebugOpt = False) -> int:
         """Convert and verify every model × target of a config; each job in its own process.
 
@@ -84,7 +86,7 @@ def register(app: typer.Typer) -> None:
 
         cfg = load_config(config)
         with _progress(not json, len(cfg.jobs)) as on_event:
-            result = run_batch(cfg, jobs=jobs, resume=resume, timeout=timeout, report_dir=report_dir,
+            result = run_batch(cfg, jobs=jobs, resume=resume, timeout=timeout, seed=seed, report_dir=report_dir,
                                on_event=on_event)
         if json:
             emit_json(result.to_dict())
