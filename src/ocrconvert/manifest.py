@@ -105,6 +105,8 @@ def write_manifest(path: Path, manifest: dict) -> Path:
 
 def read_manifest(path: Path) -> dict | None:
     mp = manifest_path(Path(path))
+    if not mp.is_file() and Path(path).is_file():  # a file inside a folder artifact (a TensorRT plan folder)
+        mp = Path(path).parent / MANIFEST_FILE
     if not mp.is_file():
         return None
     try:

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from .errors import CorruptModelError, UnsupportedModelError
-from .families.base import TensorSpec
+from .specs import TensorSpec
 
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
                 10: "float16", 11: "float64", 16: "bfloat16"}
