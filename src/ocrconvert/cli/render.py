@@ -34,15 +34,16 @@ def _fmt(x) -> str:
 def report_table(report) -> Table:
     t = Table(title=f"parity: {report.target_backend} vs {report.source_backend} · family {report.family}",
               title_justify="left")
-    for col in ("case", "output", "max abs", "mean abs", "max rel", "p99.9 abs", "cosine", "atol", "task", ""):
-        t.add_column(col, justify="right" if col not in ("case", "output", "task") else "left")
+    for col in ("case", "output", "max abs", "mean abs", "max rel", "p99.9 abs", "cosine", "atol", "task", "", "signal"):
+        t.add_column(col, justify="right" if col not in ("case", "output", "task", "signal") else "left")
     for case in report.cases:
         task = f"{case.task.name} {case.task.value:.4g}" if case.task else ""
         for i, o in enumerate(case.outputs):
             mark = "[green]ok[/]" if o.passed else f"[red]FAIL[/] {o.problem}"
             t.add_row(case.label if i == 0 else "", o.name, _fmt(o.max_abs), _fmt(o.mean_abs), _fmt(o.max_rel),
                       _fmt(o.p999_abs), f"{o.cosine:.6f}" if o.cosine == o.cosine else "-", _fmt(o.atol),
-                      task if i == 0 else "", mark if (case.task is None or case.task.passed) else "[red]FAIL[/] task")
+                      task if i == 0 else "", mark if (case.task is None or case.task.passed) else "[red]FAIL[/] task",
+                      ("yes" if case.informative else f"[yellow]none[/]: {case.uninformative}") if i == 0 else "")
     return t
 
 
@@ -55,8 +56,12 @@ def print_report(report) -> None:
             gt = case.task.detail["ground_truth"]
             hits = sum(a == b for a, b in zip(src, gt))
             out.print(f"source model reads {hits}/{len(gt)} rendered lines exactly as written")
+    for case in report.informational:
+        worst = max((o.max_abs for o in case.outputs), default=float("nan"))
+        out.print(f"  reported, not judged: {case.label}: max abs {worst:.3g}", highlight=False)
     line = report.summary_line()
-    out.print(f"[bold green]{line}[/]" if report.passed else f"[bold red]{line}[/]")
+    color = {"PASSED": "green", "FAILED": "red"}.get(report.verdict, "yellow")
+    out.print(f"[bold {color}]{line}[/]")
 
 
 def finish(result, as_json: bool, wrote: str, manifest) -> int:

@@ -66,6 +66,46 @@ class Family:
             feeds.append((f"random {label}", feed))
         return feeds
 
+    def synthetic_feeds(self, seed: int = 0) -> list[tuple[str, dict[str, np.ndarray]]]:
+        """Seeded inputs that look like the task's real inputs (text-like pages for det), judged like
+        rendered images. Families whose random inputs already carry signal need none."""
+        return []
+
+    # ---- precision policy -----------------------------------------------------------
+    precision = "fp32"  # what the target was built in; the verifier sets it before judging
+    # INT8 calibration fixes activation ranges on images, so uniform noise saturates them by design: there
+    # random cases are loose gates (max abs, min cosine; no task metric), never evidence for a pass.
+    INT8_RANDOM_GATE = (0.35, 0.9)
+
+    def random_gate(self, precision) -> tuple[float, float] | None:
+        """(max abs, min cosine) bounds random cases must meet instead of the precision's tolerances, or None
+        when random cases are judged like any other."""
+        return self.INT8_RANDOM_GATE if str(precision) == "int8" else None
+
+    # ---- could a case have failed? -------------------------------------------------
+    # a verdict needs at least this many cases whose reference carried signal (else INCONCLUSIVE)
+    min_informative = 1
+
+    def uninformative(self, ref: dict[str, np.ndarray], noise_floor: float) -> str:
+        """Why the reference outputs of a case carry no signal a damaged model would disturb ("" if they do).
+        Without a task metric, the numeric comparison is the only judge: the primary output must rise above
+        its noise floor (the comparison's atol). Families with a task metric judge by what it can see."""
+        why = self._unusable(ref)
+        if why:
+            return why
+        y = np.asarray(self.primary_output(ref), dtype=np.float64)
+        if float(np.sqrt(np.mean(y * y))) <= noise_floor:
+            return f"output RMS below the noise floor ({noise_floor:g})"
+        return ""
+
+    def _unusable(self, ref) -> str:
+        y = np.asarray(self.primary_output(ref), dtype=np.float64)
+        if y.size == 0:
+            return "empty output"
+        if not np.isfinite(y).all():
+            return "non-finite reference output"
+        return ""
+
     def synthetic_images(self):
         """Rendered images with known content for this task (list of PIL images + labels)."""
         return []

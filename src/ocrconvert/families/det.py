@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Family, Profile, TaskResult, TensorSpec, nchw_profile
-from .imaging import normalize_chw, render_page, to_bgr_array, transform_op
+from .imaging import normalize_chw, render_page, render_random_page, to_bgr_array, transform_op
 
 DEFAULT_MEAN = (0.485, 0.456, 0.406)
 DEFAULT_STD = (0.229, 0.224, 0.225)
@@ -30,6 +30,37 @@ class DetDbFamily(Family):
     @property
     def thresh(self) -> float:
         return float((self.info.config or {}).get("PostProcess", {}).get("thresh", 0.3))
+
+    # what each precision must still satisfy on the binarized map (fp32 reordering alone stays >= 0.999;
+    # fp16 with the fp32 stem measured >= 0.998; INT8 Q/DQ of PP-OCRv4 det measured 0.83-0.93 on text pages)
+    MIN_IOU = {"fp32": 0.99, "fp16": 0.98, "bf16": 0.95, "int8": 0.8}
+
+    def synthetic_feeds(self, seed: int = 0):
+        """Text-like pages at the random shapes (noise gives an empty map: two empty masks agree trivially)."""
+        feeds = []
+        for i, (b, h, w) in enumerate(self.random_shapes):
+            spec = self.info.inputs[0]
+            _, _, hh, ww = self.concrete_shape(spec, b, h, w)
+            pages = [render_random_page((ww, hh), seed=seed * 1000 + i * 10 + k) for k in range(b)]
+            x = np.stack([self._normalize(p) for p in pages])
+            feeds.append((f"text-like {b}x3x{hh}x{ww} (seed {seed})", {spec.name: x}))
+        return feeds
+
+    def _normalize(self, img) -> np.ndarray:
+        norm = transform_op(self.info.config, "NormalizeImage") or {}
+        return normalize_chw(to_bgr_array(img), norm.get("mean", DEFAULT_MEAN), norm.get("std", DEFAULT_STD))
+
+    def uninformative(self, ref, noise_floor):
+        """A det case carries signal when its binarized map holds text and background."""
+        why = self._unusable(ref)
+        if why:
+            return why
+        frac = float((self.primary_output(ref) > self.thresh).mean())
+        if frac == 0.0:
+            return f"empty det mask at {self.thresh:g} (nothing to detect)"
+        if frac > 0.95:
+            return f"det mask covers {frac:.0%} of the map"
+        return ""
 
     def synthetic_images(self):
         return [("rendered page 640x480", render_page(), None), ("rendered page 480x352", render_page(size=(480, 352)), None)]
@@ -83,4 +114,5 @@ class DetDbFamily(Family):
 
     def task_metric(self, ref, out, labels=None):
         iou = binarized_iou(self.primary_output(ref), self.primary_output(out), self.thresh)
-        return TaskResult(f"det-map IoU@{self.thresh:g}", iou, 0.99, iou >= 0.99)
+        need = self.MIN_IOU.get(str(self.precision), 0.99)
+        return TaskResult(f"det-map IoU@{self.thresh:g}", iou, need, iou >= need)

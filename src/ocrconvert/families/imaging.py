@@ -58,6 +58,71 @@ def render_page(lines=SAMPLE_LINES, size=(640, 480), font_size: int = 28):
     return img
 
 
+def render_random_page(size: tuple[int, int], seed: int, font_size: int | None = None):
+    """A white page of the given size with seeded words at seeded places: text-like input for det models."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    img = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(img)
+    words = " ".join(SAMPLE_LINES).split()
+    fs = font_size or int(max(12, min(32, h // 10)))
+    f = font(fs)
+    y = int(rng.integers(2, max(3, fs // 2)))
+    while y < h - fs:
+        x = int(rng.integers(2, max(3, w // 4)))
+        text = " ".join(rng.choice(words, size=int(rng.integers(1, 4))))
+        draw.text((x, y), text, fill=tuple(int(c) for c in rng.integers(0, 90, size=3)), font=f)
+        y += int(fs * rng.uniform(1.6, 2.6))
+    return img
+
+
+def to_rgb(im):
+    """RGB as a reader sees it: transparency composited on white (black text on a transparent background
+    stays black on white; dropping alpha would make it invisible)."""
+    from PIL import Image
+
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        page = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(page, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def line_crops(img, min_gap: int = 2) -> list:
+    """Text-line crops of an image by its horizontal ink profile; the image itself when it holds one line.
+    Recognition models read lines: a whole page squeezed to 48 pixels would be judged on noise."""
+    gray = np.asarray(img.convert("L"), dtype=np.float32)
+    if gray.size == 0:
+        return [img]
+    ink = gray < min(200.0, float(gray.mean()) - 30.0)
+    rows = ink.sum(1) > max(1, int(0.002 * gray.shape[1]))
+    bands, start, gap = [], None, 0
+    for y, on in enumerate(rows):
+        if on:
+            start = y if start is None else start
+            gap = 0
+        elif start is not None:
+            gap += 1
+            if gap >= min_gap:
+                bands.append((start, y - gap + 1))
+                start, gap = None, 0
+    if start is not None:
+        bands.append((start, len(rows)))
+    bands = [(a, b) for a, b in bands if b - a >= 6]
+    if len(bands) <= 1:
+        return [img]
+    crops = []
+    for a, b in bands:
+        cols = np.where(ink[a:b].any(0))[0]
+        pad = max(2, (b - a) // 4)
+        box = (max(0, int(cols[0]) - pad), max(0, a - pad), min(gray.shape[1], int(cols[-1]) + 1 + pad),
+               min(gray.shape[0], b + pad))
+        crops.append(img.crop(box))
+    return crops
+
+
 def load_images(folder: str | Path) -> list[tuple[str, "object"]]:
     from PIL import Image, UnidentifiedImageError
 
@@ -72,7 +137,7 @@ def load_images(folder: str | Path) -> list[tuple[str, "object"]]:
             continue
         try:
             with Image.open(p) as im:
-                out.append((p.name, im.convert("RGB")))
+                out.append((p.name, to_rgb(im)))
         except (UnidentifiedImageError, OSError) as exc:
             raise UsageError(f"{p} is not a readable image: {exc}") from None
     if not out:

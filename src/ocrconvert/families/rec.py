@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .base import Family, Profile, TaskResult, TensorSpec, nchw_profile
-from .imaging import SAMPLE_LINES, normalize_chw, render_line, to_bgr_array, transform_op
+from .imaging import SAMPLE_LINES, line_crops, normalize_chw, render_line, to_bgr_array, transform_op
 
 
 def read_dictionary_file(path: str | Path) -> list[str]:
@@ -97,10 +97,11 @@ class RecCtcFamily(Family):
     def image_feeds(self, images):
         h = self.height
         arrays = []
-        for _, img, *_ in images:
-            w = max(16, int(math.ceil(h * img.width / img.height)))
-            resized = img.resize((w, h), resample=3)  # bicubic ~ cv2.INTER_LINEAR closely enough here
-            arrays.append(normalize_chw(to_bgr_array(resized), [0.5] * 3, [0.5] * 3))
+        for _, page, *_ in images:
+            for img in line_crops(page):  # a page is read line by line, never squeezed whole into one line
+                w = max(16, int(math.ceil(h * img.width / img.height)))
+                resized = img.resize((w, h), resample=3)  # bicubic ~ cv2.INTER_LINEAR closely enough here
+                arrays.append(normalize_chw(to_bgr_array(resized), [0.5] * 3, [0.5] * 3))
         width = max(a.shape[2] for a in arrays)
         batch = np.zeros((len(arrays), 3, h, width), np.float32)
         for i, a in enumerate(arrays):
@@ -127,6 +128,23 @@ class RecCtcFamily(Family):
     def shrink_to_fit(self, img, size, target):
         """PP-OCR squeezes an over-long line to the target width; the height is the model's."""
         return img.resize((max(1, int(img.width * min(1.0, target[1] / size[1]))), img.height), resample=2)
+
+    def synthetic_feeds(self, seed: int = 0):
+        """Seeded lines of dictionary words, batched like the random cases (noise decodes to blanks)."""
+        rng = np.random.default_rng(seed)
+        known = set(self.info.dictionary or [])
+        words = [w for w in " ".join(SAMPLE_LINES).split() if not known or all(c in known for c in w)] or ["text"]
+        lines = [" ".join(rng.choice(words, size=int(rng.integers(1, 4)))) for _ in range(4)]
+        (label, feed), = self.image_feeds([(t, render_line(t, size=int(rng.integers(22, 40))), t) for t in lines])
+        return [(f"text lines (seed {seed}): {label}", feed)]
+
+    def uninformative(self, ref, noise_floor):
+        why = self._unusable(ref)
+        if why:
+            return why
+        if not any(t.strip() for t in self.decode(ref)):
+            return "blank decode (no text read)"
+        return ""
 
     def decode(self, outputs) -> list[str]:
         probs = self.primary_output(outputs)

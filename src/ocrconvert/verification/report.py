@@ -14,13 +14,20 @@ class CaseResult:
     outputs: list[OutputComparison]
     task: TaskResult | None = None
     kind: str = "random"   # random | rendered | image
+    uninformative: str = ""  # why the reference carried no signal a damaged model would disturb; "" = it did
+    gate: bool = False       # a loose gate (INT8 random noise): numeric bounds only, the task metric not judged
 
     @property
     def passed(self) -> bool:
-        return all(o.passed for o in self.outputs) and (self.task is None or self.task.passed)
+        return all(o.passed for o in self.outputs) and (self.gate or self.task is None or self.task.passed)
+
+    @property
+    def informative(self) -> bool:
+        return not self.uninformative
 
     def to_dict(self) -> dict:
         return {"label": self.label, "kind": self.kind, "input_shapes": self.input_shapes, "passed": self.passed,
+                "informative": self.informative, **({"gate": True} if self.gate else {}), **({"uninformative": self.uninformative} if self.uninformative else {}),
                 "outputs": [o.to_dict() for o in self.outputs], "task": self.task.to_dict() if self.task else None}
 
 
@@ -38,10 +45,25 @@ class ParityReport:
     # cases run and reported but not judged (INT8 random noise: calibration fixed ranges on images)
     informational: list[CaseResult] = field(default_factory=list)
     seed: int = 0   # of the random cases: a verdict is reproducible from the report
+    min_informative: int = 1  # cases that could have failed, below which the verdict is INCONCLUSIVE
+
+    @property
+    def informative_cases(self) -> int:
+        return sum(c.informative for c in self.cases)
+
+    @property
+    def verdict(self) -> str:
+        """PASSED only when nothing failed AND enough cases could have failed; a failure is evidence whether or
+        not its case was informative, a pass of an uninformative case is none."""
+        if any(not c.passed for c in self.cases) or any(not r.passed for r in self.extra_reports):
+            return "FAILED"
+        if not self.cases or self.informative_cases < self.min_informative:
+            return "INCONCLUSIVE"
+        return "PASSED"
 
     @property
     def passed(self) -> bool:
-        return bool(self.cases) and all(c.passed for c in self.cases) and all(r.passed for r in self.extra_reports)
+        return self.verdict == "PASSED"
 
     def __bool__(self) -> bool:
         return self.passed
@@ -58,18 +80,20 @@ class ParityReport:
         return f"{worst.name} min {worst.value:.4g}"
 
     def summary_line(self) -> str:
-        verdict = "PASSED" if self.passed else "FAILED"
+        verdict = self.verdict
         cases = self.cases + [c for r in self.extra_reports for c in r.cases]
         failed = sum(not c.passed for c in cases)
+        informative = sum(c.informative for c in cases)
         parts = [f"{verdict} | {self.target_backend} vs {self.source_backend} ({self.family})",
-                 f"{len(cases) - failed}/{len(cases)} cases",
+                 f"{len(cases) - failed}/{len(cases)} cases ({informative} informative)",
                  f"max abs random {self.worst_max_abs('random'):.3g}, images {self.worst_max_abs(None):.3g}"]
         if self.task_summary():
             parts.append(self.task_summary())
         return " | ".join(parts)
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "summary": self.summary_line(), "source": self.source, "target": self.target,
+        return {"passed": self.passed, "verdict": self.verdict, "informative_cases": self.informative_cases,
+                "min_informative": self.min_informative, "summary": self.summary_line(), "source": self.source, "target": self.target,
                 "source_backend": self.source_backend, "target_backend": self.target_backend, "family": self.family,
                 "tolerances": self.tolerances, "seed": self.seed, "worst_max_abs_random": self.worst_max_abs("random"),
                 "worst_max_abs": self.worst_max_abs(None), "seconds": round(self.seconds, 3),
