@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -20,7 +21,8 @@ class BatchRun:
     code: int
     stdout: str
     stderr: str
-    seconds: float
+    seconds: float        # wall clock
+    cpu_seconds: float    # user + system time of the batch process (and the workers it waited for)
 
     @property
     def report(self) -> dict:
@@ -47,10 +49,23 @@ def batch(cfg: Path, *args, kill_at: str | None = None, timeout: float = 300) ->
     env = {k: v for k, v in os.environ.items() if k != KILL_ENV}
     if kill_at:
         env[KILL_ENV] = kill_at
-    t0 = time.perf_counter()
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    t0, c0 = time.perf_counter(), cpu()
     proc = subprocess.run([sys.executable, "-c", CLI, "batch", str(cfg), *map(str, args), "--json"],
                           capture_output=True, text=True, timeout=timeout, env=env)
-    return BatchRun(proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - t0)
+    return BatchRun(proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - t0, cpu() - c0)
+
+
+def assert_fast(run: BatchRun, limit: float) -> None:
+    """Within ``limit`` seconds of wall clock — stretched by the load other processes put on the
+    machine when it is oversubscribed (a CI runner to itself gets the strict limit) — and of CPU."""
+    oversubscribed = max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    assert run.cpu_seconds <= limit, f"took {run.cpu_seconds:.2f} s of CPU"
+    assert run.seconds <= limit * oversubscribed, \
+        f"took {run.seconds:.2f} s (limit {limit} s x load factor {oversubscribed:.1f})"
 
 
 def leftovers(root: Path) -> list[str]:

@@ -39,6 +39,12 @@ def test_zoo_config_covers_every_zoo_model():
     assert expected["slanet-plus-onnx.torch"] == Expectation(3, ("Loop",), None)
 
 
+def test_gpu_config_builds_fp16_aot_packages():
+    cfg = load_config(REPO / "configs" / "zoo" / "ppocr-gpu.yaml")
+    fp16 = [j for j in cfg.jobs if j.precision is Precision.FP16]
+    assert fp16 and all(j.target == "torch-aot" and j.options == {"device": "cuda", "precision": "fp16"} for j in fp16)
+
+
 def test_defaults_model_and_target_options_merge(tmp_path):
     cfg = _cfg(tmp_path, """
 output: out

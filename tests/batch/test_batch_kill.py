@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from _batch_helpers import batch, leftovers, live_processes, wait_until, write_config
+from _batch_helpers import assert_fast, batch, leftovers, live_processes, wait_until, write_config
 from _cli_helpers import needs_paddle, needs_torch
 
 pytestmark = [pytest.mark.torch, pytest.mark.paddle, pytest.mark.zoo, needs_torch, needs_paddle,
@@ -38,7 +38,7 @@ def _converged(tmp_path: Path, cfg: Path, jobs) -> None:
     warm = batch(cfg, "--resume")
     assert warm.code == 0, warm.stderr[-3000:]
     assert set(warm.status.values()) == {"resumed"} and len(warm.status) == len(jobs)
-    assert warm.seconds <= WARM_S, f"warm run took {warm.seconds:.2f} s"
+    assert_fast(warm, WARM_S)
     assert leftovers(tmp_path) == []
     assert live_processes(tmp_path) == []
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 from ...errors import OcrConvertError
@@ -41,15 +42,74 @@ def tool_versions() -> dict:
     return {"python": env["python"], **env["packages"]}
 
 
-def source_digest(source: Path) -> str:
+class DigestCache:
+    """sha256 digests of files and artifacts, reused while every file's (size, mtime, inode) is unchanged.
+
+    Kept in the state folder between runs, so a warm ``--resume`` hashes nothing it hashed before; an
+    artifact rewritten or truncated behind the batch's back changes its stat and is hashed again.
+    Files modified in the last seconds are not cached (their mtime may not tell a second write apart)."""
+    RACY_NS = 2_000_000_000
+
+    def __init__(self, path: Path | None = None):
+        self.path = path
+        self.entries: dict[str, list] = {}
+        self.used: set[str] = set()
+        if path is not None:
+            try:
+                doc = json.loads(path.read_text())
+                self.entries = doc if isinstance(doc, dict) else {}
+            except (OSError, ValueError):
+                pass
+
+    @staticmethod
+    def _signature(path: Path) -> list | None:
+        files = [path] if path.is_file() else sorted(q for q in path.rglob("*") if q.is_file())
+        sig, newest = [], 0
+        for q in files:
+            st = q.stat()
+            sig.append([str(q.relative_to(path)) if q != path else "", st.st_size, st.st_mtime_ns, st.st_ino])
+            newest = max(newest, st.st_mtime_ns)
+        return None if time.time_ns() - newest < DigestCache.RACY_NS else sig
+
+    def _cached(self, kind: str, path: Path, compute) -> str:
+        key = f"{kind}:{Path(path).resolve()}"
+        self.used.add(key)
+        sig = self._signature(Path(path))
+        hit = self.entries.get(key)
+        if sig is not None and isinstance(hit, list) and len(hit) == 2 and hit[0] == sig:
+            return hit[1]
+        digest = compute(Path(path))
+        if sig is not None:
+            self.entries[key] = [sig, digest]
+        return digest
+
+    def file(self, path: Path) -> str:
+        from ...manifest import sha256_file
+
+        return self._cached("file", path, sha256_file)
+
+    def artifact(self, path: Path) -> str:
+        from ...manifest import sha256_artifact
+
+        return self._cached("artifact", path, sha256_artifact)
+
+    def save(self) -> None:
+        """Keep what this run looked at (entries of outputs and sources no longer used go)."""
+        if self.path is not None:
+            from .reports import write_text
+
+            write_text(self.path, json.dumps({k: v for k, v in self.entries.items() if k in self.used}))
+
+
+def source_digest(source: Path, cache: DigestCache | None = None) -> str:
     """Content hash of every file the source model is made of (program, weights, yml, dict)."""
     from ...formats import detect
-    from ...manifest import sha256_artifact, sha256_file
 
+    cache = cache or DigestCache()
     art = detect(source)
-    h = hashlib.sha256(sha256_artifact(art.path).encode())
+    h = hashlib.sha256(cache.artifact(art.path).encode())
     for role, p in sorted(art.files.items()):
-        h.update(f"{role}:{p.name}:{sha256_file(p)}".encode())
+        h.update(f"{role}:{p.name}:{cache.file(p)}".encode())
     return h.hexdigest()
 
 
@@ -72,11 +132,11 @@ def is_file_target(job: JobSpec) -> bool:
     return job.pipeline_target in FILE_TARGETS
 
 
-def verified_on_disk(job: JobSpec) -> str | None:
+def verified_on_disk(job: JobSpec, cache: DigestCache | None = None) -> str | None:
     """None when the job's artifact + manifest exist, match and record the verdict the job asked for
     (verification passed; or, for a ``verify: false`` job, a committed unverified artifact); else why not."""
     from ...formats import detect
-    from ...manifest import read_manifest, sha256_artifact
+    from ...manifest import read_manifest
 
     art = artifact_path(job)
     if not art.exists():
@@ -94,7 +154,7 @@ def verified_on_disk(job: JobSpec) -> str | None:
         return f"manifest status is {man.get('status')!r}"
     try:
         detect(art)
-        if sha256_artifact(art) != (man.get("artifact") or {}).get("sha256"):
+        if (cache or DigestCache()).artifact(art) != (man.get("artifact") or {}).get("sha256"):
             return "artifact sha256 differs from its manifest"
     except (OcrConvertError, OSError) as exc:
         return f"artifact unreadable: {exc}"

@@ -27,13 +27,15 @@ from typing import Callable
 from ...errors import ExitCode, OcrConvertError, UsageError
 from . import killpoints
 from .config import BatchConfig, JobSpec, is_zoo_name
-from .fingerprint import artifact_path, fingerprint, is_file_target, source_digest, tool_versions, verified_on_disk
+from .fingerprint import (DigestCache, artifact_path, fingerprint, is_file_target, source_digest, tool_versions,
+                          verified_on_disk)
 from .reports import REPORT_FILES, BatchResult, JobRecord, stale_temps, write_reports, write_text
 
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".ocrconvert-batch"
 LOCK_FILE = "batch.lock"
+DIGESTS_FILE = "digests.json"
 EventHandler = Callable[[str, JobRecord], None]
 
 
@@ -48,6 +50,7 @@ class RunContext:
     resume: bool
     kill: tuple[killpoints.KillPoint, ...]
     emit: EventHandler
+    digests: DigestCache
 
     def state(self, job: JobSpec) -> Path:
         return self.state_dir / f"{job.id}.json"
@@ -81,7 +84,8 @@ def run_batch(config: BatchConfig, *, jobs: int = 1, resume: bool = False, timeo
     t_start = time.monotonic()
     with _BatchLock(state_dir / LOCK_FILE, config.output):
         ctx = RunContext(parallel, max(1, (os.cpu_count() or 1) // parallel), state_dir, logs_dir, tool_versions(),
-                         resume, killpoints.armed(), on_event or (lambda kind, rec: None))
+                         resume, killpoints.armed(), on_event or (lambda kind, rec: None),
+                         DigestCache(state_dir / DIGESTS_FILE))
         _sweep_state(ctx, specs, report_dir)
         records = {j.id: JobRecord(j.id, j.model, j.target, options=j.options, seed=j.seed, reason=j.reason,
                                    expected=asdict(j.expect) if j.expect else None) for j in specs}
@@ -91,7 +95,7 @@ def run_batch(config: BatchConfig, *, jobs: int = 1, resume: bool = False, timeo
             try:
                 src = _resolve_source(job)
                 rec.source = str(src)
-                rec.fingerprint = fingerprint(job, source_digest(src), ctx.versions)
+                rec.fingerprint = fingerprint(job, source_digest(src, ctx.digests), ctx.versions)
             except OcrConvertError as exc:
                 _finish(rec, job, {"exit_code": int(exc.exit_code), "error": exc.to_dict()}, 0.0)
                 ctx.emit("done", rec)
@@ -101,6 +105,7 @@ def run_batch(config: BatchConfig, *, jobs: int = 1, resume: bool = False, timeo
                 ctx.emit("skip", rec)
                 continue
             pending.append((job, src))
+        ctx.digests.save()
         _run(ctx, pending, records)
         result = BatchResult(config.path, config.output, report_dir, [records[j.id] for j in specs],
                              time.monotonic() - t_start, started, ctx.versions)
@@ -123,7 +128,7 @@ def _resume_recorded(ctx: RunContext, job: JobSpec, rec: JobRecord) -> bool:
     if not prev or prev.get("fingerprint") != rec.fingerprint or not prev.get("ok"):
         return False
     if prev.get("status") in ("passed", "resumed"):
-        why = verified_on_disk(job)
+        why = verified_on_disk(job, ctx.digests)
         if why:
             log.info("%s: running again: %s", job.id, why)
             return False
@@ -149,7 +154,7 @@ def _adopt(ctx: RunContext, job: JobSpec, rec: JobRecord) -> bool:
     found = replace(rec)
     if result is not None:
         _finish(found, job, result, 0.0)
-        if not found.ok or (found.status == "passed" and verified_on_disk(job)):
+        if not found.ok or (found.status == "passed" and verified_on_disk(job, ctx.digests)):
             return False
     else:
         art = artifact_path(job)
@@ -157,7 +162,7 @@ def _adopt(ctx: RunContext, job: JobSpec, rec: JobRecord) -> bool:
             newer = art.stat().st_mtime_ns >= intent.stat().st_mtime_ns
         except OSError:
             return False
-        if job.expect or not newer or verified_on_disk(job):
+        if job.expect or not newer or verified_on_disk(job, ctx.digests):
             return False
         _from_manifest(found, art)
     log.info("%s: adopting what the interrupted run finished", job.id)
