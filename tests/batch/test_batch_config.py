@@ -242,3 +242,50 @@ def test_kill_points_parse():
     for bad in ("staged", "worker:collected", "batch:nowhere", "nobody:staged"):
         with pytest.raises(UsageError):
             parse_kill_points(bad)
+
+
+# ------------------------------------------------------------------------------ run machinery
+def test_one_batch_at_a_time_per_output(tmp_path):
+    import fcntl
+    import os
+
+    from ocrconvert.zoo.batch import STATE_DIR, BatchConfig, run_batch
+
+    cfg = BatchConfig(tmp_path / "c.yaml", tmp_path / "out", tmp_path / "rep", [])
+    lock = tmp_path / "out" / STATE_DIR / "batch.lock"
+    lock.parent.mkdir(parents=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(UsageError, match="another batch is running"):
+            run_batch(cfg)
+    finally:
+        os.close(fd)
+    assert run_batch(cfg).exit_code == 0
+    assert not lock.exists()  # the lock goes with the batch
+
+
+def test_digest_cache_trusts_unchanged_stat_and_rehashes_a_change(tmp_path):
+    import os
+    import time
+
+    from ocrconvert.manifest import sha256_file
+    from ocrconvert.zoo.batch.fingerprint import DigestCache
+
+    f = tmp_path / "model.onnx"
+    f.write_bytes(b"a" * 100)
+    past = time.time_ns() - 60 * 10**9
+    os.utime(f, ns=(past, past))
+    cache = DigestCache(tmp_path / "digests.json")
+    assert cache.artifact(f) == sha256_file(f)
+    cache.save()
+    f.write_bytes(b"b" * 100)  # same size, mtime put back: the stat cannot tell, so the cache answers
+    os.utime(f, ns=(past, past))
+    assert DigestCache(tmp_path / "digests.json").artifact(f) != sha256_file(f)
+    f.write_bytes(b"b" * 99)  # truncated: hashed again
+    assert DigestCache(tmp_path / "digests.json").artifact(f) == sha256_file(f)
+    fresh = tmp_path / "fresh.onnx"
+    fresh.write_bytes(b"c")  # written just now: never cached (a second write could keep its mtime)
+    cache = DigestCache(tmp_path / "d2.json")
+    cache.artifact(fresh)
+    assert not any(k.endswith("fresh.onnx") for k in cache.entries)

@@ -69,7 +69,8 @@ def register(app: typer.Typer) -> None:
     def batch(config: Annotated[Path, typer.Argument(help="Batch config (YAML), e.g. configs/zoo/ppocr.yaml.")],
               jobs: Annotated[int, typer.Option("-j", "--jobs", min=1, max=64, help="Jobs run in parallel.")] = 1,
               resume: Annotated[bool, typer.Option("--resume", help="Skip jobs whose source, options and tool "
-                                                   "versions are unchanged and whose artifact verified.")] = False,
+                                                   "versions are unchanged and whose artifact verified; after an "
+                                                   "interrupted run, keep what it finished and redo the rest.")] = False,
               report_dir: Annotated[Optional[Path], typer.Option("--report-dir", help="Where report.json, junit.xml "
                                                                  "and summary.md go (default OUTPUT/report).")] = None,
               timeout: Annotated[Optional[float], typer.Option("--timeout", min=1, help="Per-job timeout in seconds "

@@ -89,28 +89,35 @@ def run_batch(config: BatchConfig, *, jobs: int = 1, resume: bool = False, timeo
         _sweep_state(ctx, specs, report_dir)
         records = {j.id: JobRecord(j.id, j.model, j.target, options=j.options, seed=j.seed, reason=j.reason,
                                    expected=asdict(j.expect) if j.expect else None) for j in specs}
-        pending: list[tuple[JobSpec, Path]] = []
-        for job in specs:
-            rec = records[job.id]
-            try:
-                src = _resolve_source(job)
-                rec.source = str(src)
-                rec.fingerprint = fingerprint(job, source_digest(src, ctx.digests), ctx.versions)
-            except OcrConvertError as exc:
-                _finish(rec, job, {"exit_code": int(exc.exit_code), "error": exc.to_dict()}, 0.0)
-                ctx.emit("done", rec)
-                continue
-            if resume and (_resume_recorded(ctx, job, rec) or _adopt(ctx, job, rec)):
-                _sweep_slot(job)
-                ctx.emit("skip", rec)
-                continue
-            pending.append((job, src))
-        ctx.digests.save()
-        _run(ctx, pending, records)
+        _run(ctx, _to_run(ctx, specs, records), records)
         result = BatchResult(config.path, config.output, report_dir, [records[j.id] for j in specs],
                              time.monotonic() - t_start, started, ctx.versions)
         write_reports(result)
     return result
+
+
+def _to_run(ctx: RunContext, specs: list[JobSpec], records: dict[str, JobRecord]) -> list[tuple[JobSpec, Path]]:
+    """Fingerprint every job; the ones to run, with their sources (the others are recorded already)."""
+    pending = []
+    for job in specs:
+        rec = records[job.id]
+        try:
+            src = _resolve_source(job)
+            rec.source = str(src)
+            rec.fingerprint = fingerprint(job, source_digest(src, ctx.digests), ctx.versions)
+        except (OcrConvertError, OSError) as exc:
+            err = exc if isinstance(exc, OcrConvertError) else UsageError(
+                f"cannot read {exc.filename or job.model}: {exc.strerror or exc}", hint="Check the model's path.")
+            _finish(rec, job, {"exit_code": int(err.exit_code), "error": err.to_dict()}, 0.0)
+            ctx.emit("done", rec)
+            continue
+        if ctx.resume and (_resume_recorded(ctx, job, rec) or _adopt(ctx, job, rec)):
+            _sweep_slot(job)
+            ctx.emit("skip", rec)
+            continue
+        pending.append((job, src))
+    ctx.digests.save()
+    return pending
 
 
 # ------------------------------------------------------------------------------------ resuming
