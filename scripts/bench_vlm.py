@@ -38,7 +38,9 @@ def main() -> int:
     import onnxruntime as ort
     import torch
 
-    from ocrconvert.vlm.export import VlmExportOptions, _seeded_image, export_encoder
+    from ocrconvert.pipeline import convert
+    from ocrconvert.vlm import tower_source
+    from ocrconvert.vlm.export import seeded_image
     from ocrconvert.vlm.hunyuan import HunyuanVisionEncoder, build_tower, reference_forward
     from ocrconvert.vlm.memory import peak_rss
 
@@ -46,16 +48,20 @@ def main() -> int:
     res: dict = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "onnxruntime": ort.__version__,
                  "threads": torch.get_num_threads(), "command": " ".join(sys.argv)}
     path = a.out / "encoder.onnx"
-    result = export_encoder(path, VlmExportOptions(layers=a.layers), say=say)
-    res["export"] = {"passed": result.passed, "timings": result.timings, "summary": result.report.summary_line(),
+    result = convert(tower_source("hunyuan-ocr"), path, target="onnx", force=True, progress=say,
+                     options={"layers": a.layers} if a.layers else {})
+    (hop,) = result.manifest["hops"]
+    res["export"] = {"passed": result.passed, "timings": {"build_and_export_s": hop["seconds"],
+                                                          "verify_s": round(result.report.seconds, 2)},
+                     "summary": result.report.summary_line(),
                      "max_abs": {c.label: {o.name: o.max_abs for o in c.outputs} for c in result.report.cases},
-                     "parameters": result.manifest["source"]["parameters"],
-                     "layers": result.manifest["source"]["vision_config"]["num_hidden_layers"],
-                     "onnx_bytes": path.stat().st_size}
+                     "parameters": result.manifest["tower"]["parameters"],
+                     "layers": result.manifest["tower"]["vision_config"]["num_hidden_layers"],
+                     "onnx_bytes": result.artifact.path.stat().st_size}
     say(res["export"]["summary"])
     # latency at 1024x768: ONNX Runtime vs the transformers tower (torch eager, sdpa) vs our wrapper (eager)
-    x = _seeded_image(1024, 768, 0)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = seeded_image(1024, 768, 0)
+    sess = ort.InferenceSession(str(result.artifact.path), providers=["CPUExecutionProvider"])
     tower = build_tower(layers=a.layers, seed=0)
     enc = HunyuanVisionEncoder(tower, attention="sdpa").eval()
     xt = torch.from_numpy(x)
@@ -69,7 +75,7 @@ def main() -> int:
     del sess
     if not a.skip_memory:
         say("2048x2048 in ONNX Runtime, child process (peak RSS)")
-        res["memory_2048"] = peak_rss(path, 2048, 2048)
+        res["memory_2048"] = peak_rss(result.artifact.path, 2048, 2048)
         n = 16384
         res["memory_2048"]["unblocked_scores_gib"] = round(16 * n * n * 4 / 1024 ** 3, 1)
         say(f"peak RSS {res['memory_2048']['peak_rss_gib']} GiB in {res['memory_2048']['run_s']} s")

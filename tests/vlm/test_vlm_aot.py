@@ -1,4 +1,5 @@
-"""The encoder as an AOTInductor package (.pt2): dynamic sides, verified against the transformers tower."""
+"""The encoder as an AOTInductor package (.pt2) through the vlm-aot route: dynamic sides, verified against the
+transformers tower, loadable afterwards through the project's AOT runner (its manifest vouches for it)."""
 from __future__ import annotations
 
 import json
@@ -6,32 +7,34 @@ import json
 import numpy as np
 import pytest
 
+from _vlm_helpers import export
+
 pytestmark = [pytest.mark.native, pytest.mark.slow]
 torch = pytest.importorskip("torch")
 
 
 def _export(tmp_path, **kw):
-    from ocrconvert.vlm.export import VlmExportOptions, export_encoder
-
-    opts = VlmExportOptions(layers=1, export_size=(256, 256), sizes=((320, 448), (256, 256)), **kw)
-    return export_encoder(tmp_path / "enc.pt2", opts)
+    return export(tmp_path / "enc.pt2", layers=1, export_size="256x256", sizes=("320x448", "256x256"), **kw)
 
 
 def test_cpu_package_verifies_and_runs_other_sizes(tmp_path):
+    import ocrconvert
     from ocrconvert.vlm.hunyuan import build_tower, reference_forward
 
     res = _export(tmp_path)
-    assert res.passed and [c.label for c in res.report.cases] == ["320x448", "256x256"]
+    assert res.passed and res.route == ["vlm-aot"] and [c.label for c in res.report.cases] == ["320x448", "256x256"]
     assert all(o.max_abs <= 1e-4 for c in res.report.cases for o in c.outputs)
     manifest = json.loads((tmp_path / "enc.pt2.ocrconvert.json").read_text())
-    assert manifest["hops"][0]["to"] == "aot" and "AOTInductor" in manifest["hops"][0]["tool"]
-    pkg = torch._inductor.aoti_load_package(str(tmp_path / "enc.pt2"))
-    tower = build_tower(layers=1, seed=0)
-    x = torch.from_numpy(np.random.default_rng(3).standard_normal((1, 3, 160, 704), dtype=np.float32))
-    with torch.no_grad():
-        emb, hidden = pkg(x)
-    ref_emb, ref_hidden = reference_forward(tower, x)
-    assert emb.shape == ref_emb.shape and (emb - ref_emb).abs().max().item() <= 1e-4
+    (hop,) = manifest["hops"]
+    assert hop["to"] == "torch-aot" and hop["tool"] == "torch.export + AOTInductor" and hop["produced"]["device"] == "cpu"
+    assert manifest["aot"]["dynamic_axes"] == [2, 3] and manifest["model_metadata"]["ocrconvert.vlm"] == "hunyuan-ocr"
+    runner = ocrconvert.load(tmp_path / "enc.pt2")   # provenance: the manifest's digest matches the package
+    x = np.random.default_rng(3).standard_normal((1, 3, 160, 704), dtype=np.float32)
+    out = runner.infer({"pixel_values": x})
+    ref_emb, ref_hidden = reference_forward(build_tower(layers=1, seed=0), torch.from_numpy(x))
+    assert out["image_embeds"].shape == tuple(ref_emb.shape)
+    assert np.abs(out["image_embeds"] - ref_emb.numpy()).max() <= 1e-4
+    assert np.abs(out["last_hidden_state"] - ref_hidden.numpy()).max() <= 1e-4
 
 
 def test_reduced_precision_package_needs_cuda(tmp_path):

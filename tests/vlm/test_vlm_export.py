@@ -1,5 +1,6 @@
-"""`ocrconvert vlm-export hunyuan-ocr` end to end (reduced depth): one ONNX for any image size, verified
-against the transformers tower, bounded memory at 2048x2048, image -> embeddings, TensorRT profiles."""
+"""`ocrconvert vlm-export hunyuan-ocr` end to end (reduced depth) through the spine: one ONNX for any image
+size, verified against the transformers tower, bounded memory at 2048x2048, image -> embeddings, TensorRT
+profiles; a damaged export fails verification and lands only under its FAILED name."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from _cli_helpers import run_cli
+from _vlm_helpers import export
 
 pytestmark = pytest.mark.native
 torch = pytest.importorskip("torch")
@@ -43,7 +45,7 @@ def test_export_verifies_at_three_sizes_and_records_everything(exported):
 
     path, data = exported
     rep = data["verification"]
-    assert data["passed"] and rep["passed"]
+    assert data["passed"] and rep["passed"] and data["route"] == ["vlm-onnx"] and data["artifact"] == str(path)
     sizes = [c["input_shapes"]["pixel_values"][2:] for c in rep["cases"]]
     assert sizes == [[512, 512], [640, 960], [1024, 768]]   # 640x960 and 1024x768 differ from 512x512 in both sides
     for case in rep["cases"]:
@@ -51,16 +53,26 @@ def test_export_verifies_at_three_sizes_and_records_everything(exported):
             assert o["max_abs"] <= 1e-4, (case["label"], o)
     assert "interpolation=transformers" in rep["family"] and "output size" in rep["source"]
     manifest = json.loads(path.with_name(path.name + ".ocrconvert.json").read_text())
+    assert manifest["status"] == "verified" and manifest["precision"] == "fp32"
+    assert manifest["source"]["model"] == "hunyuan-ocr" and manifest["source"]["format"] == "vlm-tower"
+    assert manifest["source"]["sha256"] is None                     # seeded random weights: no file
+    assert manifest["tower"]["weights"] == "seeded random (seed 0)"
+    assert manifest["tower"]["vision_config"]["num_hidden_layers"] == LAYERS
+    (hop,) = manifest["hops"]
+    assert hop["converter"] == "vlm-onnx" and hop["from"] == "vlm" and hop["to"] == "onnx"
+    assert hop["produced"]["opset"] == 18 and hop["produced"]["blocked_attention_loops"] == LAYERS
+    assert hop["produced"]["export_size"] == "512x512" and hop["options"]["precision"] == "fp32"
     assert manifest["interpolation"]["convention"] == "transformers"
     assert manifest["preprocess"]["factor"] == 32 and manifest["preprocess"]["resample"] == "bicubic"
-    assert manifest["source"]["vision_config"]["num_hidden_layers"] == LAYERS
+    assert [s["name"] for s in manifest["io"]["outputs"]] == ["image_embeds", "last_hidden_state"]
+    assert manifest["verification"]["passed"] and manifest["artifact"]["path"] == str(path)
     model = onnx.load(str(path), load_external_data=False)
     dims = model.graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_value == 1 and dims[1].dim_value == 3
     assert dims[2].dim_param and dims[3].dim_param            # symbolic height and width
     assert [n.op_type for n in model.graph.node].count("Loop") == LAYERS
     assert not [n for n in model.graph.node if n.domain == attention.DOMAIN]
-    assert not [f for f in path.parent.iterdir() if ".partial" in f.name]
+    assert sorted(f.name for f in path.parent.iterdir()) == ["encoder.onnx", "encoder.onnx.ocrconvert.json"]
 
 
 def test_one_model_runs_any_size_with_parity(exported, tower):
@@ -124,10 +136,11 @@ def test_image_file_to_embeddings(exported, tower, tmp_path):
 def test_trt_profiles_come_from_the_encoder_metadata(exported):
     from ocrconvert.families import resolve_family
     from ocrconvert.formats import detect
-    from ocrconvert.trt_prep import derive_profiles, model_info
+    from ocrconvert.runners import runner_for
+    from ocrconvert.tensorrt.profiles import derive_profiles
 
     path, _ = exported
-    info = model_info(detect(path))
+    info = runner_for(detect(path)).info()
     (p,) = derive_profiles(info, resolve_family(info, None))
     assert p.origin == "model metadata" and p.name == "pixel_values"
     assert p.min == (1, 3, 32, 32) and p.opt == (1, 3, 1024, 768) and p.max == (1, 3, 2048, 2048)
@@ -178,6 +191,8 @@ def test_reduced_precision_rule_scales_with_the_output(tower):
     (["hunyuan-ocr", "--checkpoint", "/nonexistent"], "is not a folder"),
     (["hunyuan-ocr", "--reference-device", "tpu"], "is not cpu or cuda"),
     (["hunyuan-ocr", "--size", "512x512", "--export-size", "512x512"], "differs from the export size"),
+    (["hunyuan-ocr", "--device", "cuda"], "cannot be honoured by the route vlm-onnx"),  # ONNX takes no device
+    (["hunyuan-ocr", "--opset", "12"], "outside what torch.onnx's dynamo exporter writes"),
 ])
 def test_bad_input_exits_2_with_one_message(tmp_path, args, needle):
     out = tmp_path / "o" / "enc.onnx"
@@ -187,34 +202,70 @@ def test_bad_input_exits_2_with_one_message(tmp_path, args, needle):
     assert not out.parent.exists() or not any(out.parent.iterdir())
 
 
-def test_embed_refuses_a_model_it_did_not_export(tmp_path, exported):
-    import onnx
-    from onnx import TensorProto, helper
-
-    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    other = tmp_path / "other.onnx"
-    onnx.save(helper.make_model(g), str(other))
-    png = tmp_path / "x.png"
-    from PIL import Image
-
-    Image.new("RGB", (64, 64)).save(png)
-    res = run_cli("vlm-embed", other, png, "-o", tmp_path / "e.npy")
-    assert res.code == 2 and "not written by `ocrconvert vlm-export`" in res.stderr and "Traceback" not in res.stderr
-    assert not (tmp_path / "e.npy").exists()
+def test_routes_lists_the_vlm_routes():
+    res = run_cli("routes", "--json")
+    assert res.code == 0, res.stderr
+    rows = {r["name"]: r for r in json.loads(res.stdout)["converters"]}
+    onnx_route, aot_route = rows["vlm-onnx"], rows["vlm-aot"]
+    assert (onnx_route["source"], onnx_route["target"]) == ("vlm", "onnx") and onnx_route["available"]
+    assert (aot_route["source"], aot_route["target"]) == ("vlm", "torch-aot") and aot_route["available"]
+    common = {"layers", "precision", "interpolation", "reference_device", "seed", "export_size", "sizes", "images"}
+    assert common | {"opset", "block"} == set(onnx_route["options"])
+    assert common | {"device"} == set(aot_route["options"])
 
 
-def test_external_data_model_is_committed_whole_and_verifies(tmp_path):
-    """Weights in a side file (what a > 2 GB model gets): both files land together and load confined."""
-    from ocrconvert.formats import detect
-    from ocrconvert.onnx_io import load_onnx
-    from ocrconvert.vlm.export import VlmExportOptions, export_encoder
+# run inside the CLI's process: the exporter writes the model, then one weight of it is damaged on disk
+_DAMAGE = """
+import numpy as np, onnx
+from onnx import numpy_helper
+import ocrconvert.vlm.export as E
+_export = E.export_onnx
+def damaged(encoder, dest, job, **kw):
+    facts = _export(encoder, dest, job, **kw)
+    model = onnx.load(str(dest))
+    t = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * np.float32(1.05), t.name))
+    onnx.save(model, str(dest))
+    return facts
+E.export_onnx = damaged
+"""
 
-    out = tmp_path / "ext" / "enc.onnx"
-    res = export_encoder(out, VlmExportOptions(layers=1, external_data=True, sizes=((256, 320), (320, 256))))
-    assert res.passed and res.manifest["hops"][0]["external_data"] is True
-    assert sorted(p.name for p in out.parent.iterdir()) == ["enc.onnx", "enc.onnx.data", "enc.onnx.ocrconvert.json"]
-    assert out.stat().st_size < 10 << 20 < (out.parent / "enc.onnx.data").stat().st_size
-    model = load_onnx(detect(out).files["model"])   # external data resolved inside the folder
-    assert sum(len(t.raw_data) for t in model.graph.initializer) == res.manifest["hops"][0]["weight_bytes"]
+
+def test_damaged_export_fails_verification_and_lands_under_the_failed_name(exported, tmp_path):
+    """Through the spine and the product's verifier: exit 6, FAILED name, the good artifact untouched."""
+    import shutil
+
+    from ocrconvert.errors import UsageError
+
+    path, _ = exported
+    good = tmp_path / "encoder.onnx"
+    for p in (path, path.with_name(path.name + ".ocrconvert.json")):
+        shutil.copy(p, tmp_path / p.name)
+    before = good.read_bytes()
+    small = dict(layers=1, export_size="256x256", sizes=("320x384",))
+    with pytest.raises(UsageError, match="already exists"):        # replacing needs --force
+        export(good, **small)
+    res = run_cli("vlm-export", "hunyuan-ocr", "--layers", 1, "--export-size", "256x256", "--size", "320x384",
+                  "-o", good, "--force", "--json", prelude=_DAMAGE)
+    assert res.code == 6, (res.code, res.stderr[-1500:])
+    data = json.loads(res.stdout)
+    failed = tmp_path / "encoder.FAILED.onnx"
+    assert not data["passed"] and data["artifact"] == str(failed)
+    assert all("exceeds atol" in o["problem"] for o in data["verification"]["cases"][0]["outputs"])
+    assert data["verification"]["summary"].startswith("FAILED")
+    assert good.read_bytes() == before                              # never committed under the final name
+    manifest = json.loads((tmp_path / "encoder.FAILED.onnx.ocrconvert.json").read_text())
+    assert manifest["status"] == "failed-verification" and not manifest["verification"]["passed"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "encoder.FAILED.onnx", "encoder.FAILED.onnx.ocrconvert.json", "encoder.onnx", "encoder.onnx.ocrconvert.json"]
+
+
+def test_weights_beyond_one_onnx_file_are_refused_before_export(tmp_path, monkeypatch):
+    """> 2 GiB needs ONNX external data, which the one-file commit cannot carry yet: refused, nothing written."""
+    from ocrconvert.errors import UsageError
+    from ocrconvert.vlm import export as vlm_export
+
+    monkeypatch.setattr(vlm_export, "ONNX_LIMIT", 1 << 20)
+    with pytest.raises(UsageError, match="exceed what one ONNX file holds"):
+        export(tmp_path / "big" / "enc.onnx", layers=1)
+    assert not (tmp_path / "big").exists()

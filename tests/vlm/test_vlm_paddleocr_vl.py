@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 
+from _vlm_helpers import export
+
 pytestmark = pytest.mark.native
 torch = pytest.importorskip("torch")
 
@@ -75,9 +77,8 @@ def test_export_one_onnx_for_any_size(tmp_path):
     import onnxruntime as ort
 
     from ocrconvert.vlm import paddleocr_vl as P
-    from ocrconvert.vlm.export import VlmExportOptions, export_encoder
 
-    res = export_encoder(tmp_path / "pvl.onnx", VlmExportOptions(model="paddleocr-vl", layers=1))
+    res = export(tmp_path / "pvl.onnx", "paddleocr-vl", layers=1)
     assert res.passed and [c.label for c in res.report.cases] == ["448x448", "616x924", "1036x784"]
     assert all(o.max_abs <= 1e-4 for c in res.report.cases for o in c.outputs)
     manifest = json.loads((tmp_path / "pvl.onnx.ocrconvert.json").read_text())
@@ -93,10 +94,9 @@ def test_export_one_onnx_for_any_size(tmp_path):
 
 def test_sizes_must_fit_the_family(tmp_path):
     from ocrconvert.errors import UsageError
-    from ocrconvert.vlm.export import VlmExportOptions, export_encoder
 
     with pytest.raises(UsageError, match="multiples of 28"):
-        export_encoder(tmp_path / "x.onnx", VlmExportOptions(model="paddleocr-vl", sizes=((512, 512),)))
+        export(tmp_path / "x.onnx", "paddleocr-vl", sizes=("512x512",))
     with pytest.raises(UsageError, match="for paddleocr-vl"):
-        export_encoder(tmp_path / "x.onnx", VlmExportOptions(model="paddleocr-vl", interpolation="original"))
+        export(tmp_path / "x.onnx", "paddleocr-vl", interpolation="original")
     assert not list(tmp_path.iterdir())

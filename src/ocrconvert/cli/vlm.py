@@ -1,4 +1,4 @@
-"""VLM vision encoders: ``vlm-export`` (one dynamic-resolution model, verified) and ``vlm-embed``."""
+"""VLM vision encoders: ``vlm-export`` (the vlm-onnx / vlm-aot routes of the spine) and ``vlm-embed``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import DebugOpt, JsonOpt, NoVerifyOpt, OpsetOpt, SeedOpt
+from .options import DebugOpt, ForceOpt, JsonOpt, NoVerifyOpt, OpsetOpt, given
+
+TARGETS = {".onnx": ("onnx", "vlm-onnx"), ".pt2": ("torch-aot", "vlm-aot")}
 
 
 def register(app: typer.Typer) -> None:
@@ -15,37 +17,41 @@ def register(app: typer.Typer) -> None:
                    output: Annotated[Path, typer.Option("-o", "--output", help="encoder.onnx, or encoder.pt2 (AOTInductor)")],
                    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Checkpoint folder (config.json + safetensors; transformers or original naming). Default: seeded random weights.")] = None,
                    layers: Annotated[Optional[int], typer.Option("--layers", help="Keep only the first N encoder blocks.")] = None,
-                   opset: OpsetOpt = 18,
+                   opset: OpsetOpt = None,
                    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 weights, fp32 I/O.")] = False,
                    bf16: Annotated[bool, typer.Option("--bf16", help="BF16 inside (.pt2 on CUDA only).")] = False,
-                   interpolation: Annotated[str, typer.Option("--interpolation", help="Position-grid convention: transformers (output size) | original (scale factor, as the original code and vLLM).")] = "transformers",
-                   block: Annotated[int, typer.Option("--block", help="Query rows per attention block (bounds memory).")] = 512,
+                   interpolation: Annotated[Optional[str], typer.Option("--interpolation", help="Position-grid convention: transformers (output size, default) | original (scale factor, as the original code and vLLM).")] = None,
+                   block: Annotated[Optional[int], typer.Option("--block", help="ONNX: query rows per attention block (bounds memory; default 512).")] = None,
                    sizes: Annotated[Optional[list[str]], typer.Option("--size", help="Verification size HxW (repeatable; default hunyuan-ocr 512x512, 640x960, 1024x768; paddleocr-vl 448x448, 616x924, 1036x784).")] = None,
                    export_size: Annotated[Optional[str], typer.Option("--export-size", help="Size traced at export (HxW; default 512x512, paddleocr-vl 448x448).")] = None,
-                   device: Annotated[str, typer.Option("--device", help="AOT packages: cpu | cuda")] = "cpu",
-                   reference_device: Annotated[str, typer.Option("--reference-device", help="Where the fp32 transformers reference runs: cpu | cuda (TF32 off).")] = "cpu",
+                   device: Annotated[Optional[str], typer.Option("--device", help=".pt2 packages: cpu (default) | cuda")] = None,
+                   reference_device: Annotated[Optional[str], typer.Option("--reference-device", help="Where the fp32 transformers reference runs: cpu (default) | cuda (TF32 off).")] = None,
                    images: Annotated[Optional[list[Path]], typer.Option("--image", help="Also verify on this image file (repeatable).")] = None,
-                   no_verify: NoVerifyOpt = False, seed: SeedOpt = 0, json: JsonOpt = False, debug: DebugOpt = False) -> int:
+                   no_verify: NoVerifyOpt = False,
+                   seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights (no --checkpoint) and of the verification inputs.")] = 0,
+                   force: ForceOpt = False, json: JsonOpt = False, debug: DebugOpt = False) -> int:
         """VLM vision tower -> ONE ONNX model (or .pt2) for any image size, verified against transformers."""
         from ..errors import UsageError
-        from ..vlm.export import VlmExportOptions, export_encoder, parse_size
+        from ..pipeline import convert
+        from ..vlm import tower_source
         from .render import finish, progress
 
         if fp16 and bf16:
             raise UsageError("--fp16 and --bf16 exclude each other")
-        if checkpoint is not None and not checkpoint.is_dir():
-            raise UsageError(f"--checkpoint {checkpoint} is not a folder")
-        for img in images or ():
-            if not img.is_file():
-                raise UsageError(f"--image {img} is not a file")
-        opts = VlmExportOptions(model=model, checkpoint=checkpoint, layers=layers, opset=opset,
-                                precision="fp16" if fp16 else "bf16" if bf16 else "fp32", interpolation=interpolation,
-                                block=block, device=device, reference_device=reference_device, seed=seed, export_size=parse_size(export_size) if export_size else None,
-                                sizes=tuple(parse_size(s) for s in sizes) if sizes else None)
+        if output.suffix not in TARGETS:
+            raise UsageError(f"{output.name}: the output must end in .onnx or .pt2",
+                             hint="e.g. -o encoder.onnx, or -o encoder.pt2 for an AOTInductor package")
+        target, route = TARGETS[output.suffix]
+        source = tower_source(model, checkpoint)
+        options = given(layers=layers, opset=opset, precision="fp16" if fp16 else "bf16" if bf16 else None,
+                        interpolation=interpolation, block=block, device=device, reference_device=reference_device,
+                        seed=seed or None, export_size=export_size, sizes=sizes,
+                        images=[str(p) for p in images] if images else None)
         with progress(not json) as say:
-            result = export_encoder(output, opts, verify=not no_verify, images=images, say=say)
-        return finish(result, json, f"wrote {result.path} (interpolation: {opts.interpolation})",
-                      f"{result.path}.ocrconvert.json")
+            result = convert(source, output, target=target, route=route, verify=not no_verify, options=options,
+                             force=force, progress=say)
+        convention = result.manifest["interpolation"]["convention"]
+        return finish(result, json, f"wrote {result.artifact.path} (interpolation: {convention})", result.manifest_path)
 
     @app.command("vlm-embed")
     def vlm_embed(encoder: Annotated[Path, typer.Argument(help="An encoder.onnx written by vlm-export")],
