@@ -1,5 +1,8 @@
-"""Fixtures for the TensorRT path: real zoo models and rendered calibration images (kept small: 2-core CI)."""
+"""Fixtures for the TensorRT path: real zoo models, rendered calibration images (kept small: 2-core CI) and the
+fake TensorRT 10 / 11 modules (fake_tensorrt.py) the engine path runs against where TensorRT is absent."""
 from __future__ import annotations
+
+import sys
 
 import pytest
 
@@ -13,26 +16,44 @@ CALIB_LINES = (
 
 
 @pytest.fixture(scope="session")
-def zoo_model():
-    """``zoo_model(name)`` -> the cached model folder, pulled once via ocrconvert.zoo ($OCRCONVERT_CACHE)."""
-    from ocrconvert.zoo import pull
-
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            try:
-                cache[name] = pull(name)
-            except Exception as exc:  # noqa: BLE001 - no network and no cache: say so, never pass vacuously
-                pytest.skip(f"zoo model {name} is not available: {exc}")
-        return cache[name]
-
-    return get
+def onnx_model(zoo):
+    """``onnx_model(name)`` -> the zoo model's ``model.onnx`` (pulled once into $OCRCONVERT_CACHE; a failed pull
+    fails the test, it is never a skip)."""
+    return lambda name: zoo(name) / "model.onnx"
 
 
-@pytest.fixture(scope="session")
-def onnx_model(zoo_model):
-    return lambda name: zoo_model(name) / "model.onnx"
+def install_fake_tensorrt(monkeypatch, major: int):
+    """Put the fake TensorRT ``major`` where ``import tensorrt`` finds it and host memory where the TensorRT
+    path takes its CUDA buffers; the trt-build route sees TensorRT as installed. Undone after the test."""
+    import fake_tensorrt
+
+    from ocrconvert.pipeline import available_converters
+    from ocrconvert.runners import tensorrt as trt_runtime
+
+    mod = fake_tensorrt.make(major)
+    monkeypatch.setitem(sys.modules, "tensorrt", mod)
+    monkeypatch.setattr(trt_runtime, "cuda", fake_tensorrt.HostCuda)
+    monkeypatch.setattr(trt_runtime, "_LOGGER", None)
+    for spec in available_converters():
+        if spec.requires:
+            monkeypatch.setattr(spec, "_missing", None)   # looked up again: now with the fake installed
+    return mod
+
+
+@pytest.fixture(params=[10, 11], ids=["trt10", "trt11"])
+def fake_trt(request, monkeypatch):
+    """The fake TensorRT 10.x, then 11.x (tests/trt/fake_tensorrt.py), installed for one test."""
+    return install_fake_tensorrt(monkeypatch, request.param)
+
+
+@pytest.fixture
+def fake_trt10(monkeypatch):
+    return install_fake_tensorrt(monkeypatch, 10)
+
+
+@pytest.fixture
+def fake_trt11(monkeypatch):
+    return install_fake_tensorrt(monkeypatch, 11)
 
 
 def write_lines(folder, lines=CALIB_LINES, rotate_every: int = 0):

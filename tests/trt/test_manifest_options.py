@@ -28,6 +28,8 @@ def test_options_roundtrip_and_precision():
     ({"precision": "fp8"}, "not a precision"),
     ({"calib_images": "."}, "only used with --int8"),
     ({"calib_limit": 10}, "only used with --int8"),
+    ({"calib_cache": "calib.cache"}, "only used with --int8"),
+    ({"precision": "int8", "calib_images": ".", "calib_cache": "."}, "--calib-cache . is a folder"),
     ({"precision": "int8", "calib_images": ".", "calib_method": "magic"}, "calibration method"),
     ({"precision": "int8", "calib_images": ".", "calib_limit": 0}, "at least 1"),
     ({"workspace_gib": 0}, "--workspace"),

@@ -1,6 +1,8 @@
-"""Engine build and run through the spine. Needs TensorRT + a CUDA GPU: skipped (with the reason) everywhere else.
+"""Engine build and run through the spine on REAL TensorRT and a CUDA GPU (markers ``tensorrt`` and ``gpu``: skipped
+with the reason where either is absent, a failure where OCRCONVERT_REQUIRE demands them).
 
-NOT RUN in ocrconvert's CI so far; see docs/tensorrt.md.
+NOT RUN in ocrconvert's CI so far (no GPU, no TensorRT there); the same calls run against the fake TensorRT 10 / 11
+in test_fake_engine.py. See docs/tensorrt.md.
 """
 from __future__ import annotations
 
@@ -8,24 +10,22 @@ import json
 
 import pytest
 
-pytestmark = pytest.mark.tensorrt
+pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu]
 
-trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install tensorrt; needs an NVIDIA GPU)")
-torch = pytest.importorskip("torch", reason="the TensorRT runner uses torch.cuda for device buffers")
-if not torch.cuda.is_available():
-    pytest.skip("TensorRT is installed but no CUDA device is visible", allow_module_level=True)
+CLS_SHAPES = ["x:1x3x48x192:4x3x48x192:8x3x48x192"]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_cls_engine_builds_runs_and_matches_source(onnx_model, tmp_path, precision):
+    import tensorrt as trt
+
     import ocrconvert
     from ocrconvert.pipeline import convert
 
     src = onnx_model("ppocrv4-cls-onnx")
     engine = tmp_path / f"cls.{precision}.engine"
     result = convert(src, engine, target="tensorrt", route="trt-build",
-                     options={"precision": precision, "shapes": ["x:1x3x48x192:4x3x48x192:8x3x48x192"],
-                              "timing_cache": tmp_path / "timing.cache"})
+                     options={"precision": precision, "shapes": CLS_SHAPES, "timing_cache": tmp_path / "timing.cache"})
     assert engine.is_file() and (tmp_path / "timing.cache").is_file()
     man = json.loads((tmp_path / f"cls.{precision}.engine.ocrconvert.json").read_text())
     assert man["engine"]["precision"] == precision and man["engine"]["tensorrt_version"] == trt.__version__
@@ -36,16 +36,23 @@ def test_cls_engine_builds_runs_and_matches_source(onnx_model, tmp_path, precisi
 
 
 def test_int8_engine_from_calibration(onnx_model, calib_cls, tmp_path):
+    """The verdict is whatever TensorRT's INT8 gives; the calibration flow (and on 10.x its cache) is checked."""
+    import tensorrt as trt
+
     from ocrconvert.pipeline import convert
 
+    major = int(trt.__version__.split(".")[0])
+    options = {"precision": "int8", "calib_images": calib_cls, "shapes": ["x:1x3x48x192:8x3x48x192:16x3x48x192"]}
+    if major < 11:
+        options["calib_cache"] = tmp_path / "calib.cache"
     result = convert(onnx_model("ppocrv4-cls-onnx"), tmp_path / "cls.int8.engine", target="tensorrt",
-                     route="trt-build", options={"precision": "int8", "calib_images": calib_cls,
-                                                 "shapes": ["x:1x3x48x192:8x3x48x192:16x3x48x192"]})
+                     route="trt-build", options=options)
     eng = result.manifest["engine"]
     assert eng["precision"] == "int8" and eng["calibration"]["images"] == 16
-    if eng["tensorrt_major"] >= 11:
+    if major >= 11:
         assert eng["network"] == "strongly-typed" and eng["prepared_onnx"]["precision"] == "int8"
     else:
-        assert "INT8" in eng["builder_flags"]
-    assert result.report.passed, result.report.summary_line()
+        assert "INT8" in eng["builder_flags"] and eng["calibration"]["batches_read_by_tensorrt"] == 2
+        assert eng["calibration"]["cache"]["written_bytes"] == (tmp_path / "calib.cache").stat().st_size > 0
     assert result.report.informational and all(c.kind == "random" for c in result.report.informational)
+    print(result.report.summary_line())   # recorded in docs/tensorrt.md when this first runs on a GPU

@@ -7,8 +7,9 @@ images preprocessed as the model family expects (deprecated in 10.x, but still t
 TensorRT 11 removed those flags, the calibrator and weak typing: every network is strongly typed, so
 FP16 builds from the FP16-cast ONNX and INT8 from the Q/DQ ONNX that ``ocrconvert.tensorrt`` writes.
 
-The builder is the only code outside ``runners/tensorrt.py`` that imports ``tensorrt`` (lazily).
-NOT RUN in ocrconvert's CI: no machine there has TensorRT (see docs/tensorrt.md).
+The builder is the only code outside ``runners/tensorrt.py`` that imports ``tensorrt`` (lazily). CI runs
+it against faithful fakes of the TensorRT 10 and 11 Python APIs (tests/trt/fake_tensorrt.py), never against
+TensorRT itself; docs/tensorrt.md says what has run where.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from ..errors import ConversionError, UsageError
 from ..formats import Artifact, Format
 from ..options import Precision
 from ..registry import Converter, HopResult, VerificationPolicy, register_converter
-from ..runners.tensorrt import cuda_torch, gpu_facts, require_tensorrt, trt_logger, trt_major
+from ..runners import tensorrt as trt_runtime
+from ..runners.tensorrt import require_tensorrt, trt_logger, trt_major
 from ..tensorrt.options import TrtOptions
 from ..tensorrt.plan import PreparedModel, engine_manifest, plan_manifest, prepare, write_profiles
 
@@ -101,8 +103,8 @@ class OnnxToTensorRTPlan(Converter):
     tool = "onnxslim + onnxconverter-common / onnxruntime.quantization"
 
     def check(self, source: Artifact, options: TrtOptions) -> list[str]:
-        given = [flag for flag, v in (("--timing-cache", options.timing_cache), ("--workspace", options.workspace_gib))
-                 if v is not None]
+        given = [flag for flag, v in (("--timing-cache", options.timing_cache), ("--workspace", options.workspace_gib),
+                                      ("--calib-cache", options.calib_cache)) if v is not None]
         if given:  # refused, never silently dropped
             raise UsageError(f"{', '.join(given)} only apply to an engine build; an export builds none",
                              hint=f"Drop {given[0]}, or build the engine with -o OUT.engine.")
@@ -125,15 +127,51 @@ class OnnxToTensorRTPlan(Converter):
 # --------------------------------------------------------------------------------------------------
 # trt-build: the engine
 # --------------------------------------------------------------------------------------------------
-def _entropy_calibrator(trt, calib, cache_path: Path | None):
-    """TRT 10 only: IInt8EntropyCalibrator2 over the calibration batches (already at the profile's opt shape)."""
-    torch = cuda_torch("INT8 calibration")
+class CalibrationCache:
+    """TRT 10: the calibration cache file, read back by the next build (TensorRT then skips the batches).
+
+    Records what happened for the manifest: bytes read (the scales came from the file, not the images)
+    and bytes written."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.read_bytes = 0
+        self.written_bytes = 0
+
+    def read(self) -> bytes | None:
+        if self.path is None or not self.path.is_file():
+            return None
+        data = self.path.read_bytes()
+        self.read_bytes = len(data)
+        return data or None
+
+    def write(self, data) -> None:
+        if self.path is None:
+            return
+        data = bytes(data)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(self.path)
+        self.written_bytes = len(data)
+
+    def to_dict(self) -> dict | None:
+        if self.path is None:
+            return None
+        return {"path": str(self.path), "read_bytes": self.read_bytes, "written_bytes": self.written_bytes,
+                "scales_from": "cache" if self.read_bytes else "images"}
+
+
+def _entropy_calibrator(trt, calib, cache: CalibrationCache, mem):
+    """TRT 10 only: IInt8EntropyCalibrator2 over the calibration batches (already at the profile's opt shape).
+
+    ``mem`` is the CUDA side (``runners.tensorrt.cuda()``): TensorRT reads each batch from device memory."""
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):
             trt.IInt8EntropyCalibrator2.__init__(self)  # TensorRT needs the base init called explicitly
             self._batches = iter(calib.batches)
             self._device = None  # kept alive until the next batch: TensorRT reads it after get_batch returns
+            self.batches_given = 0
 
         def get_batch_size(self):
             return calib.batch_shape[0]
@@ -142,17 +180,15 @@ def _entropy_calibrator(trt, calib, cache_path: Path | None):
             batch = next(self._batches, None)
             if batch is None:
                 return None
-            self._device = torch.from_numpy(np.ascontiguousarray(batch)).cuda()
-            return [int(self._device.data_ptr())]
+            self._device = mem.to_device(np.ascontiguousarray(batch, dtype=np.float32))
+            self.batches_given += 1
+            return [mem.address(self._device)]
 
         def read_calibration_cache(self):
-            if cache_path is not None and cache_path.is_file():
-                return cache_path.read_bytes()
-            return None
+            return cache.read()
 
-        def write_calibration_cache(self, cache):
-            if cache_path is not None:
-                cache_path.write_bytes(bytes(cache))
+        def write_calibration_cache(self, data):
+            cache.write(data)
 
     return EntropyCalibrator()
 
@@ -176,10 +212,11 @@ def build_engine_bytes(*, onnx_path: Path, profiles, precision: Precision, calib
     """Build a serialized engine; returns (plan bytes, facts for the engine manifest).
 
     ``onnx_path`` is the FP32 ONNX on TRT 10 (precision via flags) and the prepared (FP16-cast or
-    Q/DQ) ONNX on TRT 11 (strongly typed).
+    Q/DQ) ONNX on TRT 11 (strongly typed). ``calib_cache`` (TRT 10 INT8): read when present, else written.
     """
     trt = require_tensorrt()
     major = trt_major(trt)
+    mem = trt_runtime.cuda(why="building a TensorRT engine")
     builder = trt.Builder(trt_logger(trt))
     network, _parser = _parse(trt, builder, onnx_path)
     config = builder.create_builder_config()
@@ -191,7 +228,11 @@ def build_engine_bytes(*, onnx_path: Path, profiles, precision: Precision, calib
     profile = builder.create_optimization_profile()
     for p in profiles:
         profile.set_shape(p.name, p.min, p.opt, p.max)
-    config.add_optimization_profile(profile)
+    if config.add_optimization_profile(profile) < 0:
+        raise ConversionError("TensorRT rejected the optimization profile "
+                              + ", ".join(p.spec() for p in profiles),
+                              hint="Run with --debug for TensorRT's reason; check --shapes against the model's inputs.")
+    calibrator, cache = None, CalibrationCache(calib_cache)
     if major < 11:
         if precision is Precision.FP16:
             config.set_flag(trt.BuilderFlag.FP16)
@@ -202,13 +243,20 @@ def build_engine_bytes(*, onnx_path: Path, profiles, precision: Precision, calib
             config.set_flag(trt.BuilderFlag.INT8)
             config.set_flag(trt.BuilderFlag.FP16)  # layers INT8 cannot take fall back to FP16, not FP32
             flags += ["INT8", "FP16"]
-            config.int8_calibrator = _entropy_calibrator(trt, calibration, calib_cache)
-            config.set_calibration_profile(profile)  # calibrate at this profile's kOPT shapes
+            calibrator = _entropy_calibrator(trt, calibration, cache, mem)  # referenced until the build ends
+            config.int8_calibrator = calibrator
+            if not config.set_calibration_profile(profile):  # calibrate at this profile's kOPT shapes
+                raise ConversionError("TensorRT refused the calibration profile")
+    elif calib_cache is not None:
+        raise UsageError(f"TensorRT {trt.__version__} has no calibrator, so no calibration cache",
+                         hint="INT8 on TensorRT 11 builds from the Q/DQ ONNX; drop the calibration cache.")
     cache_info = None
     if timing_cache is not None:
         blob = timing_cache.read_bytes() if timing_cache.is_file() else b""
-        cache = config.create_timing_cache(blob)
-        config.set_timing_cache(cache, ignore_mismatch=False)
+        tcache = config.create_timing_cache(blob)
+        if tcache is None or not config.set_timing_cache(tcache, ignore_mismatch=False):
+            raise UsageError(f"--timing-cache {timing_cache} is not a timing cache of this TensorRT version and GPU",
+                             hint="Delete it (it is rebuilt), or give another --timing-cache path.")
         cache_info = {"path": str(timing_cache), "loaded_bytes": len(blob)}
     t0 = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
@@ -222,11 +270,25 @@ def build_engine_bytes(*, onnx_path: Path, profiles, precision: Precision, calib
         tmp.write_bytes(data)
         tmp.replace(timing_cache)
         cache_info["saved_bytes"] = len(data)
-    gpu, cc = gpu_facts()
+    gpu, cc = mem.gpu()
     facts = {"trt_version": str(trt.__version__), "gpu_name": gpu, "compute_capability": cc,
              "strongly_typed": major >= 11, "builder_flags": flags,
-             "timing_cache": cache_info, "build_seconds": seconds}
+             "timing_cache": cache_info, "build_seconds": seconds,
+             "calibration_cache": cache.to_dict() if calibrator is not None else None,
+             "calibration_batches_read": calibrator.batches_given if calibrator is not None else None}
     return bytes(plan), facts
+
+
+def _calibration_record(prepared: PreparedModel, facts: dict) -> dict | None:
+    """What the engine's INT8 scales came from: the images (and how many batches TensorRT read) or the cache."""
+    if prepared.calibration is None:
+        return None
+    record = prepared.calibration.to_dict()
+    if facts.get("calibration_cache") is not None:
+        record["cache"] = facts["calibration_cache"]
+    if facts.get("calibration_batches_read") is not None:
+        record["batches_read_by_tensorrt"] = facts["calibration_batches_read"]
+    return record
 
 
 @register_converter("onnx", "tensorrt", "trt-build", options=TrtOptions, requires=("tensorrt",),
@@ -238,6 +300,9 @@ class OnnxToTensorRT(Converter):
     tool = "tensorrt"
 
     def check(self, source: Artifact, options: TrtOptions) -> list[str]:
+        if options.calib_cache is not None and trt_major(require_tensorrt()) >= 11:
+            raise UsageError("--calib-cache needs TensorRT 10's calibrator; TensorRT 11 has none",
+                             hint="INT8 on TensorRT 11 builds from the Q/DQ ONNX; drop --calib-cache.")
         return _not_onnx(source, "trt-build")
 
     def convert(self, source: Artifact, dest: Path, options: TrtOptions) -> HopResult:
@@ -252,7 +317,7 @@ class OnnxToTensorRT(Converter):
             plan, facts = build_engine_bytes(
                 onnx_path=prepared.onnx_path, profiles=prepared.profiles, precision=options.precision,
                 calibration=prepared.calibration, timing_cache=options.timing_cache,
-                workspace_bytes=options.workspace_bytes)
+                workspace_bytes=options.workspace_bytes, calib_cache=options.calib_cache)
             prepared_info = {"precision": prepared.precision.value, "tool": prepared.tool,
                              "sha256": sha256_file(prepared.onnx_path)}
         dest.write_bytes(plan)
@@ -260,7 +325,7 @@ class OnnxToTensorRT(Converter):
             trt_version=facts["trt_version"], gpu_name=facts["gpu_name"], compute_capability=facts["compute_capability"],
             precision=options.precision, strongly_typed=facts["strongly_typed"], builder_flags=facts["builder_flags"],
             profiles=prepared.profiles, prepared=prepared_info,
-            calibration=prepared.calibration.to_dict() if prepared.calibration else None,
+            calibration=_calibration_record(prepared, facts),
             workspace_bytes=options.workspace_bytes, timing_cache=facts["timing_cache"], engine_bytes=len(plan),
             build_seconds=facts["build_seconds"])
         metadata = source_metadata(source)
@@ -277,4 +342,5 @@ class OnnxToTensorRT(Converter):
         return {"tensorrt": version_of("tensorrt"), **_prep_versions()}
 
 
-__all__ = ["OnnxToTensorRT", "OnnxToTensorRTPlan", "prepare_source", "build_engine_bytes", "source_metadata"]
+__all__ = ["OnnxToTensorRT", "OnnxToTensorRTPlan", "CalibrationCache", "prepare_source", "build_engine_bytes",
+           "source_metadata"]

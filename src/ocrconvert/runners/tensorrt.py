@@ -2,14 +2,17 @@
 holds its arguments and does its work when called; the runner only runs what the loader gives it).
 
 ``tensorrt`` is imported lazily (``require_tensorrt``), so importing this module costs nothing where
-TensorRT is absent. Device buffers and the CUDA stream come from PyTorch (``torch.cuda``); TensorRT's
-Python package brings no allocator of its own. The builder is ``converters/onnx_trt.py``.
+TensorRT is absent. TensorRT's Python package brings no allocator: device buffers, the stream and the
+GPU's name come from ``cuda()`` (``TorchCuda``, through ``torch.cuda``), the one place the TensorRT path
+touches CUDA. The builder is ``converters/onnx_trt.py``.
 
-NOT RUN in ocrconvert's CI: no machine there has TensorRT (see docs/tensorrt.md). Tests that need it
-carry ``@pytest.mark.tensorrt`` and skip.
+On CPU machines the tests run this module against faithful fakes of the TensorRT 10 and 11 Python APIs
+with host memory standing in for ``cuda()`` (tests/trt/fake_tensorrt.py); against real TensorRT only
+where it is installed (``@pytest.mark.tensorrt``). See docs/tensorrt.md for what has run where.
 """
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from pathlib import Path
 
@@ -20,6 +23,8 @@ from ..errors import ConversionError, CorruptModelError, MissingDependencyError,
 from ..families.base import TensorSpec
 from ..formats import Artifact
 from .base import Runner
+
+log = logging.getLogger(__name__)
 
 TRT_INSTALL_HINT = ("Install it with: pip install tensorrt (NVIDIA publishes the wheels on PyPI and on "
                     "https://pypi.nvidia.com; needs an NVIDIA GPU + driver), or build elsewhere from "
@@ -59,22 +64,72 @@ def cuda_torch(why: str):
     return torch
 
 
+class TorchCuda:
+    """What TensorRT needs from CUDA and its Python package does not bring: device buffers, a stream and the
+    GPU's name, through ``torch.cuda``. Buffers are torch tensors; TensorRT sees only their addresses."""
+
+    def __init__(self, device: int = 0, why: str = "running a TensorRT engine"):
+        self.torch = cuda_torch(why)
+        self.device = device
+        self.torch.cuda.set_device(device)
+
+    def gpu(self) -> tuple[str, str]:
+        """(name, compute capability): an engine runs only on the GPU model that built it."""
+        major, minor = self.torch.cuda.get_device_capability(self.device)
+        return self.torch.cuda.get_device_name(self.device), f"{major}.{minor}"
+
+    def to_device(self, array: np.ndarray):
+        return self.torch.from_numpy(np.ascontiguousarray(array)).cuda(self.device)
+
+    def empty(self, shape: tuple[int, ...], dtype: str):
+        return self.torch.empty(tuple(shape), dtype=getattr(self.torch, dtype), device=f"cuda:{self.device}")
+
+    @staticmethod
+    def address(buffer) -> int:
+        return int(buffer.data_ptr())
+
+    @staticmethod
+    def to_host(buffer) -> np.ndarray:
+        return buffer.cpu().numpy()
+
+    def stream(self) -> int:
+        return int(self.torch.cuda.current_stream(self.device).cuda_stream)
+
+    def synchronize(self) -> None:
+        self.torch.cuda.current_stream(self.device).synchronize()
+
+
+def cuda(device: int = 0, why: str = "running a TensorRT engine") -> TorchCuda:
+    """The CUDA side of the TensorRT path (buffers, stream, GPU facts); the tests put host memory here."""
+    return TorchCuda(device, why)
+
+
 def gpu_facts() -> tuple[str, str | None]:
-    """(GPU name, compute capability) of the current CUDA device: an engine runs only on that GPU model."""
-    torch = cuda_torch("reading the GPU name")
-    major, minor = torch.cuda.get_device_capability()
-    return torch.cuda.get_device_name(), f"{major}.{minor}"
+    """(GPU name, compute capability) of the current CUDA device."""
+    return cuda(why="reading the GPU name").gpu()
 
 
-_LOGGER = None
+_LOGGER: tuple[object, object] | None = None   # (tensorrt module, its logger)
+_LEVELS = {"INTERNAL_ERROR": logging.CRITICAL, "ERROR": logging.ERROR, "WARNING": logging.WARNING,
+           "INFO": logging.INFO, "VERBOSE": logging.DEBUG}
 
 
 def trt_logger(trt):
-    """One TensorRT logger per process (TensorRT wants the same one for builder and runtime)."""
+    """One TensorRT logger per process and module (TensorRT wants the same one for builder and runtime).
+
+    An ``ILogger`` that sends TensorRT's messages to the ``logging`` tree: ``trt.Logger`` prints them on
+    stdout, which carries results only (``--json``)."""
     global _LOGGER
-    if _LOGGER is None:
-        _LOGGER = trt.Logger(trt.Logger.WARNING)
-    return _LOGGER
+    if _LOGGER is None or _LOGGER[0] is not trt:
+        class LoggingLogger(trt.ILogger):
+            def __init__(self):
+                trt.ILogger.__init__(self)  # the pybind11 base must be initialised explicitly
+
+            def log(self, severity, msg):
+                log.log(_LEVELS.get(getattr(severity, "name", ""), logging.WARNING), "TensorRT: %s", msg)
+
+        _LOGGER = (trt, LoggingLogger())
+    return _LOGGER[1]
 
 
 class EngineFromPath:
@@ -90,8 +145,7 @@ class EngineFromPath:
 
     def __call__(self):
         trt = require_tensorrt("running a TensorRT engine")
-        torch = cuda_torch("running a TensorRT engine")
-        torch.cuda.set_device(self.device)
+        cuda(self.device)  # selects the device; TensorRT deserializes onto the current one
         runtime = trt.Runtime(trt_logger(trt))
         engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if engine is None:
@@ -152,6 +206,10 @@ class TensorRTRunner(Runner):
         eng = self.engine
         return {s.name: tuple(tuple(d) for d in eng.get_tensor_profile_shape(s.name, 0)) for s in self.inputs}
 
+    @cached_property
+    def _cuda(self):
+        return cuda(self.device)
+
     def _load(self):
         ctx = self.engine.create_execution_context()
         if ctx is None:
@@ -159,10 +217,10 @@ class TensorRTRunner(Runner):
         return ctx
 
     def _infer(self, feed):
-        torch = cuda_torch("running a TensorRT engine")
+        mem = self._cuda
         ctx = self.session
         ranges = self.profile_ranges()
-        keep = []
+        keep = []  # device buffers stay alive until the stream has finished with them
         for spec in self.inputs:
             arr = np.ascontiguousarray(feed[spec.name], dtype=spec.dtype)
             lo, _, hi = ranges[spec.name]
@@ -170,23 +228,27 @@ class TensorRTRunner(Runner):
                 raise UsageError(f"input {spec.name} shape {list(arr.shape)} is outside the engine's profile "
                                  f"{list(lo)} .. {list(hi)}",
                                  hint="Rebuild with a wider --shapes range, or feed shapes inside it.")
-            t = torch.from_numpy(arr).cuda(self.device)
-            keep.append(t)  # alive until execute_async_v3 has read it
+            buf = mem.to_device(arr)
+            keep.append(buf)
             if not ctx.set_input_shape(spec.name, tuple(arr.shape)):
                 raise ConversionError(f"TensorRT rejected input shape {list(arr.shape)} for {spec.name}")
-            ctx.set_tensor_address(spec.name, int(t.data_ptr()))
+            if not ctx.set_tensor_address(spec.name, mem.address(buf)):
+                raise ConversionError(f"TensorRT rejected the device address of input {spec.name}")
         outs = []
         for spec in self.outputs:
             shape = tuple(ctx.get_tensor_shape(spec.name))
-            t = torch.empty(shape, dtype=getattr(torch, spec.dtype), device=f"cuda:{self.device}")
-            ctx.set_tensor_address(spec.name, int(t.data_ptr()))
-            outs.append(t)
-        stream = torch.cuda.current_stream(self.device)
-        if not ctx.execute_async_v3(stream.cuda_stream):
-            raise ConversionError("TensorRT execution failed (execute_async_v3 returned False)")
-        stream.synchronize()
-        return [o.cpu().numpy() for o in outs]
+            if any(d < 0 for d in shape):
+                raise ConversionError(f"TensorRT could not infer the shape of output {spec.name} ({list(shape)})")
+            buf = mem.empty(shape, spec.dtype)
+            if not ctx.set_tensor_address(spec.name, mem.address(buf)):
+                raise ConversionError(f"TensorRT rejected the device address of output {spec.name}")
+            outs.append(buf)
+        if not ctx.execute_async_v3(mem.stream()):
+            raise ConversionError("TensorRT execution failed (execute_async_v3 returned False)",
+                                  hint="Run with --debug for TensorRT's log.")
+        mem.synchronize()
+        return [mem.to_host(o) for o in outs]
 
 
-__all__ = ["TensorRTRunner", "EngineFromPath", "require_tensorrt", "tensorrt_missing", "trt_major", "gpu_facts",
-           "cuda_torch", "trt_logger", "TRT_INSTALL_HINT"]
+__all__ = ["TensorRTRunner", "EngineFromPath", "TorchCuda", "cuda", "require_tensorrt", "tensorrt_missing",
+           "trt_major", "gpu_facts", "cuda_torch", "trt_logger", "TRT_INSTALL_HINT"]

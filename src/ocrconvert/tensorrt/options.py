@@ -23,6 +23,7 @@ class TrtOptions(RouteOptions):
     calib_images: Optional[Path] = None      # INT8: a folder of real images to calibrate on
     calib_limit: Optional[int] = None        # INT8: use at most this many of them
     calib_method: str = "percentile"         # INT8 Q/DQ calibration: percentile | minmax | entropy
+    calib_cache: Optional[Path] = None       # engine build, TRT 10 INT8: calibration cache file, read or written
     shapes: tuple[str, ...] = ()             # NAME:MIN:OPT:MAX per input, overriding the derived profile
     timing_cache: Optional[Path] = None      # engine build: timing cache file, read and updated
     workspace_gib: Optional[float] = None    # engine build: builder workspace limit
@@ -36,7 +37,7 @@ class TrtOptions(RouteOptions):
         if isinstance(self.shapes, str):
             object.__setattr__(self, "shapes", (self.shapes,))
         object.__setattr__(self, "shapes", tuple(self.shapes))
-        for name in ("calib_images", "timing_cache"):
+        for name in ("calib_images", "timing_cache", "calib_cache"):
             if isinstance(getattr(self, name), str):
                 object.__setattr__(self, name, Path(getattr(self, name)))
 
@@ -54,7 +55,8 @@ class TrtOptions(RouteOptions):
             raise UsageError("--int8 needs --calib-images DIR (real images to calibrate on)")
         if not self.int8:
             given = [flag for flag, v in (("--calib-images", self.calib_images), ("--calib-limit", self.calib_limit),
-                                          ("--calib-method", None if self.calib_method == "percentile" else 1))
+                                          ("--calib-method", None if self.calib_method == "percentile" else 1),
+                                          ("--calib-cache", self.calib_cache))
                      if v is not None]
             if given:
                 raise UsageError(f"{', '.join(given)} is only used with --int8",
@@ -65,8 +67,9 @@ class TrtOptions(RouteOptions):
             raise UsageError("--calib-limit must be at least 1")
         if self.calib_method not in CALIB_METHODS:
             raise UsageError(f"unknown calibration method {self.calib_method!r}", hint=f"One of: {', '.join(CALIB_METHODS)}")
-        if self.timing_cache is not None and self.timing_cache.is_dir():
-            raise UsageError(f"--timing-cache {self.timing_cache} is a folder; give a file path")
+        for flag, path in (("--timing-cache", self.timing_cache), ("--calib-cache", self.calib_cache)):
+            if path is not None and path.is_dir():
+                raise UsageError(f"{flag} {path} is a folder; give a file path")
         for s in self.shapes:
             parse_shape_spec(s)
         if self.family is not None:
