@@ -41,6 +41,7 @@ def register(app: typer.Typer) -> None:
         int8: Annotated[bool, typer.Option("--int8", help="INT8 engine (TRT 10: entropy calibrator; TRT 11: Q/DQ ONNX).")] = False,
         calib_images: Annotated[Optional[Path], typer.Option("--calib-images", help="Folder of real images to calibrate INT8 on.")] = None,
         calib_limit: Annotated[Optional[int], typer.Option("--calib-limit", help="Use at most this many calibration images.")] = None,
+        calib_cache: Annotated[Optional[Path], typer.Option("--calib-cache", help="TRT 10 INT8 calibration cache file: read when present, written after calibrating.")] = None,
         calib_method: Annotated[Optional[str], typer.Option("--calib-method", help="Q/DQ calibration: percentile (default), minmax, entropy.")] = None,
         shapes: Annotated[Optional[list[str]], typer.Option("--shapes", help="NAME:MIN:OPT:MAX, each like 1x3x48x320 (repeatable).")] = None,
         timing_cache: Annotated[Optional[Path], typer.Option("--timing-cache", help="Timing cache file, read and updated.")] = None,
@@ -65,7 +66,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"-o {output} should end in .engine", hint="e.g. -o model.fp16.engine")
         route, target = ("trt-export", "tensorrt-plan") if export_only is not None else ("trt-build", "tensorrt")
         options = given(precision="int8" if int8 else "fp16" if fp16 else None, calib_images=calib_images,
-                        calib_limit=calib_limit, calib_method=calib_method, shapes=shapes or None,
+                        calib_limit=calib_limit, calib_cache=calib_cache, calib_method=calib_method, shapes=shapes or None,
                         timing_cache=timing_cache, workspace_gib=workspace, family=family)
         spec = next(s for s in available_converters() if s.key.name == route)
         spec.parse_options(options)  # a value the route cannot honour is exit 2, even where TensorRT is absent

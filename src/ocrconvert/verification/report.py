@@ -86,10 +86,16 @@ class ParityReport:
         informative = sum(c.informative for c in cases)
         parts = [f"{verdict} | {self.target_backend} vs {self.source_backend} ({self.family})",
                  f"{len(cases) - failed}/{len(cases)} cases ({informative} informative)",
-                 f"max abs random {self.worst_max_abs('random'):.3g}, images {self.worst_max_abs(None):.3g}"]
+                 self._worst_line()]
         if self.task_summary():
             parts.append(self.task_summary())
         return " | ".join(parts)
+
+    def _worst_line(self) -> str:
+        random, overall = self.worst_max_abs("random"), self.worst_max_abs(None)
+        if random != random:  # no judged random case (INT8: reported, not judged)
+            return f"max abs {overall:.3g}"
+        return f"max abs random {random:.3g}, images {overall:.3g}"
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "verdict": self.verdict, "informative_cases": self.informative_cases,
