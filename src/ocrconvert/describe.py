@@ -36,13 +36,11 @@ def describe(path) -> dict:
     ops: Counter = Counter()
     runner = None
     if art.format in (Format.PADDLE_LEGACY, Format.PADDLE_PIR):
-        from .paddle_program import read_program
         from .runners.paddle import PaddleRunner
 
-        prog = read_program(art)
-        ops = prog.ops
-        out["parameters"] = prog.parameter_count
         runner = PaddleRunner(art)
+        ops = runner.program.ops  # the one Paddle program reader, read once for ops and I/O
+        out["parameters"] = runner.program.parameter_count
     elif art.format in (Format.ONNX, Format.TORCH_GRAPH):
         from .onnx_io import load_onnx, opset
 

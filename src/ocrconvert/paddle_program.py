@@ -1,51 +1,110 @@
-"""Read a Paddle inference program (legacy protobuf or 3.x PIR JSON) without running it.
+"""The one reader of Paddle inference programs (legacy protobuf ``.pdmodel`` or 3.x PIR ``.json``).
 
-Gives inputs/outputs with their declared (dynamic) shapes, the op histogram and the parameter
-shapes: what ``inspect``, family resolution and converter preflight need.
+``read_program(artifact)`` reads the files ``formats.detect`` named and runs nothing: inputs/outputs with
+their declared (dynamic) shapes, the op histogram and the declared parameters — what ``inspect``, family
+resolution, the Paddle runner and every converter's preflight need. Two deeper reads, on demand:
+
+* ``weights()`` — the parameter tensors, parsed here from ``.pdiparams`` (numpy) and checked against the
+  parameters the program declares;
+* ``graph()`` — the op list with its data flow, in PIR vocabulary (``conv2d``, ``batch_norm_``, ...), for
+  the native route. Paddle deserialises the program (and translates a legacy one to PIR); it builds no
+  scope, loads no weights and runs nothing.
+
+Every failure to read is a ``CorruptModelError`` (exit 3), whichever of these three reads meets it.
 """
 from __future__ import annotations
 
 import json
+import os
+import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import CorruptModelError
-from .families.base import TensorSpec
+from .specs import TensorSpec
 from .formats import Artifact, Format
 
 _PIR_DTYPES = {"0.t_f32": "float32", "0.t_f16": "float16", "0.t_f64": "float64", "0.t_i64": "int64",
                "0.t_i32": "int32", "0.t_bool": "bool", "0.t_bf16": "bfloat16", "0.t_ui8": "uint8"}
 _LEGACY_DTYPES = {0: "bool", 1: "int16", 2: "int32", 3: "int64", 4: "float16", 5: "float32", 6: "float64",
                   20: "uint8", 21: "int8", 22: "bfloat16"}
+_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int64": 8, "int32": 4, "int16": 2,
+             "int8": 1, "uint8": 1, "bool": 1}
+# attributes that say nothing about what an op computes
+_SKIP_ATTRS = {"stop_gradient", "op_callstack", "persistable", "is_persistable", "place", "struct_name"}
+
+
+@dataclass
+class Op:
+    """One op of the program graph, in PIR vocabulary."""
+    index: int
+    type: str  # e.g. "conv2d", "batch_norm_", "matmul" (without the "pd_op." prefix)
+    inputs: list[str | None]  # value ids ("v12"), parameter references ("p:<name>") or None (absent optional)
+    outputs: list[str | None]
+    attrs: dict[str, Any]
+    in_shapes: list[list[int] | None] = field(default_factory=list)
+    out_shapes: list[list[int] | None] = field(default_factory=list)
 
 
 @dataclass
 class PaddleProgram:
+    format: Format
+    program_file: Path
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
-    ops: Counter
+    ops: Counter  # op type -> count (feed/fetch/data/parameter excluded)
     params: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict)  # name -> (shape, dtype)
+    params_file: Path | None = None
+    _weights: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    _graph: list[Op] | None = field(default=None, repr=False)
 
     @property
     def parameter_count(self) -> int:
         return int(sum(int(np.prod(s)) for s, _ in self.params.values()))
 
+    def weights(self) -> dict[str, np.ndarray]:
+        """The parameter tensors (read once), each checked against its declared shape and dtype."""
+        if self._weights is None:
+            if self.params_file is None:
+                raise CorruptModelError(f"{self.program_file} has no .pdiparams weights file beside it")
+            self._weights = read_weights(self.params_file, self.params)
+        return self._weights
 
+    def graph(self) -> list[Op]:
+        """The ops in program order (read once; needs Paddle)."""
+        if self._graph is None:
+            self._graph = _read_graph(self)
+        return self._graph
+
+
+def read_program(artifact: Artifact) -> PaddleProgram:
+    prog = artifact.files["program"]
+    program = read_pir(prog) if artifact.format is Format.PADDLE_PIR else read_legacy(prog)
+    program.params_file = artifact.files.get("params")
+    check_params_size(program)
+    return program
+
+
+# -- the program file ------------------------------------------------------------------------------------
 def _dims(dims) -> tuple:
     return tuple(int(d) if int(d) >= 0 else None for d in dims)
 
 
-def read_legacy(path: Path) -> PaddleProgram:
+def _framework_pb2():
     from ._compat import require
 
-    # the protobuf descriptor only: no program runs
-    framework_pb2 = require("paddle.base.proto.framework_pb2", "reading a Paddle program")
+    # the protobuf descriptors only: nothing runs
+    return require("paddle.base.proto.framework_pb2", "reading a Paddle program")
+
+
+def read_legacy(path: Path) -> PaddleProgram:
     from google.protobuf.message import DecodeError
 
-    desc = framework_pb2.ProgramDesc()
+    desc = _framework_pb2().ProgramDesc()
     try:
         desc.ParseFromString(path.read_bytes())
     except (DecodeError, ValueError, RuntimeError) as exc:
@@ -79,7 +138,7 @@ def read_legacy(path: Path) -> PaddleProgram:
         if v.persistable and v.type.HasField("dense_tensor") and v.name not in ("feed", "fetch"):
             t = v.type.dense_tensor.tensor
             params[v.name] = (tuple(int(d) for d in t.dims), _LEGACY_DTYPES.get(int(t.data_type), "float32"))
-    return PaddleProgram(inputs, outputs, ops, params)
+    return PaddleProgram(Format.PADDLE_LEGACY, path, inputs, outputs, ops, params)
 
 
 def _pir_tensor(out: dict) -> tuple[tuple, str]:
@@ -101,6 +160,8 @@ def read_pir(path: Path) -> PaddleProgram:
         blocks = doc["program"]["regions"][0]["blocks"]
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError) as exc:
         raise CorruptModelError(f"{path} is not a valid Paddle PIR program: {type(exc).__name__} {exc}") from None
+    if not isinstance(doc.get("base_code"), dict):
+        raise CorruptModelError(f"{path} is not a valid Paddle PIR program: no base_code header")
     inputs, outputs, params = [], [], {}
     ops: Counter = Counter()
 
@@ -130,28 +191,149 @@ def read_pir(path: Path) -> PaddleProgram:
         raise CorruptModelError(f"{path} has an unexpected PIR layout: {type(exc).__name__} {exc}") from None
     if not inputs or not outputs:
         raise CorruptModelError(f"{path} declares no inputs or outputs")
-    return PaddleProgram(inputs, outputs, ops, params)
+    return PaddleProgram(Format.PADDLE_PIR, path, inputs, outputs, ops, params)
 
 
-_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int64": 8, "int32": 4, "int16": 2,
-             "int8": 1, "uint8": 1, "bool": 1}
+# -- the weights file ------------------------------------------------------------------------------------
+def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
+    return int(np.prod(shape)) * _ITEMSIZE.get(dtype, 1)
 
 
-def check_params_size(artifact: Artifact, program: PaddleProgram) -> None:
+def check_params_size(program: PaddleProgram) -> None:
     """A truncated .pdiparams makes Paddle abort deep inside C++; catch it from the declared shapes first."""
-    params = artifact.files.get("params")
-    if params is None:
+    if program.params_file is None:
         return
-    need = sum(int(np.prod(shape)) * _ITEMSIZE.get(dtype, 1)
-               for shape, dtype in program.params.values() if all(d > 0 for d in shape))
-    have = params.stat().st_size
+    need = sum(_nbytes(shape, dtype) for shape, dtype in program.params.values() if all(d > 0 for d in shape))
+    have = program.params_file.stat().st_size
     if have < need:
-        raise CorruptModelError(f"{params} is truncated: {have:,} bytes, but the program's parameters need "
-                                f"at least {need:,}")
+        raise CorruptModelError(f"{program.params_file} is truncated: {have:,} bytes, but the program's parameters "
+                                f"need at least {need:,}")
 
 
-def read_program(artifact: Artifact) -> PaddleProgram:
-    prog = artifact.files["program"]
-    program = read_pir(prog) if artifact.format is Format.PADDLE_PIR else read_legacy(prog)
-    check_params_size(artifact, program)
-    return program
+def read_weights(path: Path, declared: dict[str, tuple[tuple[int, ...], str]]) -> dict[str, np.ndarray]:
+    """Parse a combined ``.pdiparams`` as Paddle's ``load_combine`` does (one serialised tensor per declared
+    parameter, in name order), checking every header against the declaration instead of trusting it."""
+    buf = bytearray(path.stat().st_size)  # writable, so the arrays are too (torch.from_numpy wants that)
+    with path.open("rb") as f:
+        f.readinto(buf)
+    pos = 0
+
+    def bad(why: str) -> CorruptModelError:
+        return CorruptModelError(f"{path} is not the weights of this program: {why}")
+
+    def take(fmt: str, what: str):
+        nonlocal pos
+        if pos + struct.calcsize(fmt) > len(buf):
+            raise bad(f"the file ends inside {what}")
+        (value,) = struct.unpack_from(fmt, buf, pos)
+        pos += struct.calcsize(fmt)
+        return value
+
+    tensor_desc = _framework_pb2().VarType.TensorDesc
+    from google.protobuf.message import DecodeError
+
+    out: dict[str, np.ndarray] = {}
+    for name in sorted(declared):
+        shape, dtype = declared[name]
+        if take("<I", name) != 0:
+            raise bad(f"{name}: unknown tensor format version (at byte {pos - 4:,})")
+        for _ in range(take("<Q", name)):  # LoD levels: meaningless for parameters, skipped
+            size = take("<Q", name)
+            if size > len(buf) - pos:
+                raise bad(f"the file ends inside {name}")
+            pos += size
+        if take("<I", name) != 0:
+            raise bad(f"{name}: unknown tensor version")
+        desc_size = take("<i", name)
+        if not 0 <= desc_size <= len(buf) - pos:
+            raise bad(f"{name}: tensor header of {desc_size} bytes")
+        desc = tensor_desc()
+        try:
+            desc.ParseFromString(bytes(buf[pos:pos + desc_size]))
+        except DecodeError:
+            raise bad(f"{name}: unreadable tensor header") from None
+        pos += desc_size
+        got_shape, got_dtype = tuple(int(d) for d in desc.dims), _LEGACY_DTYPES.get(int(desc.data_type))
+        if got_dtype != dtype or (all(d > 0 for d in shape) and got_shape != tuple(shape)):
+            raise bad(f"{name} is {got_dtype} {list(got_shape)} in the file, {dtype} {list(shape)} in the program")
+        size = _nbytes(got_shape, got_dtype)
+        if size > len(buf) - pos:
+            raise bad(f"the file ends inside {name}")
+        out[name] = _array(buf, pos, got_shape, got_dtype)
+        pos += size
+    if pos != len(buf):
+        raise bad(f"{len(buf) - pos:,} bytes left after the {len(declared)} declared parameters")
+    return out
+
+
+def _array(buf: bytearray, pos: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    count = int(np.prod(shape))
+    if dtype == "bfloat16":  # numpy has no bfloat16: widen to float32 exactly
+        raw = np.frombuffer(buf, np.uint16, count, pos).astype(np.uint32) << 16
+        return raw.view(np.float32).reshape(shape)
+    return np.frombuffer(buf, np.dtype(dtype), count, pos).reshape(shape)
+
+
+# -- the op graph (Paddle deserialises the program) -----------------------------------------------------
+def _read_graph(program: PaddleProgram) -> list[Op]:
+    from ._compat import require
+
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    paddle = require("paddle", "reading a Paddle program's op graph")
+    path = program.program_file
+    try:
+        if program.format is Format.PADDLE_PIR:
+            with paddle.pir_utils.IrGuard():
+                pir = paddle.static.Program()
+                paddle.base.core.deserialize_pir_program(str(path), pir)
+        else:
+            pir = paddle.pir.translate_to_pir(paddle.base.core.ProgramDesc(path.read_bytes()))
+    except (ValueError, RuntimeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorruptModelError(f"Paddle could not read {path}: {first}") from None
+    return _walk(pir, program)
+
+
+def _shape(v) -> list[int] | None:
+    try:
+        return [int(d) for d in v.shape]
+    except Exception:  # noqa: BLE001 - values without a dense type (combine results, optional outputs)
+        return None
+
+
+def _clean_attr(v):
+    if isinstance(v, (list, tuple)):
+        return [_clean_attr(x) for x in v]
+    if isinstance(v, (bool, int, float, str)) or v is None:
+        return v
+    return str(v)
+
+
+def _walk(pir, program: PaddleProgram) -> list[Op]:
+    ids: dict[Any, str] = {}
+
+    def vid(v) -> str | None:
+        if v is None or not v.initialized():
+            return None
+        return ids.setdefault(v.id, f"v{len(ids)}")
+
+    ops: list[Op] = []
+    param_of: dict[str, str] = {}
+    for op in pir.global_block().ops:
+        name = op.name()
+        if name == "builtin.parameter":
+            pname = op.attrs()["parameter_name"]
+            if pname not in program.params:
+                raise CorruptModelError(f"{program.program_file}: parameter {pname} is used but not declared")
+            param_of[vid(op.results()[0])] = pname
+            continue
+        inputs, in_shapes = [], []
+        for v in op.operands_source():
+            i = vid(v)
+            inputs.append("p:" + param_of[i] if i in param_of else i)
+            in_shapes.append(_shape(v) if v is not None and v.initialized() else None)
+        outputs = [vid(v) for v in op.results()]
+        out_shapes = [_shape(v) if v.initialized() else None for v in op.results()]
+        attrs = {k: _clean_attr(v) for k, v in op.attrs().items() if k not in _SKIP_ATTRS}
+        ops.append(Op(len(ops), name.split(".", 1)[-1], inputs, outputs, attrs, in_shapes, out_shapes))
+    return ops

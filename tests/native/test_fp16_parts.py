@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ocrconvert.native.fused import FusedDet, fuse_model, half_precision, input_dtype
+from ocrconvert.native import fuse_model
+from ocrconvert.native.fused import FusedDet, half_precision, input_dtype
 
 
 @pytest.fixture(scope="module")

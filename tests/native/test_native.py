@@ -19,6 +19,15 @@ ATOL = 1e-4
 ALL = ["v4_det", "v4_rec", "v2_cls", "v5_det", "v5_rec"]
 
 
+def run_paddle_inference(model_dir, x: np.ndarray) -> np.ndarray:
+    """The reference: Paddle Inference on CPU through the project's runner (first output)."""
+    from ocrconvert.formats import detect
+    from ocrconvert.runners.paddle import PaddleRunner
+
+    runner = PaddleRunner(detect(model_dir), threads=2)
+    return next(iter(runner.infer({runner.input_names[0]: x}).values()))
+
+
 def _input(key: str, seed: int = 0) -> np.ndarray:
     # standard normal ~ the scale of normalised images
     return np.random.default_rng(seed).standard_normal(SHAPES[key]).astype(np.float32)
@@ -52,7 +61,7 @@ def test_recognise(key, tmp_path):
     spec = recognise(anon)
     assert spec is not None
     assert spec.task == TASKS[key]
-    assert spec.architecture in {"pp_ocrv5_mobile_rec", "pp_ocrv5_mobile_det", "ppocr_mobilenetv3_cls"}
+    assert spec.architecture.name in {"pp_ocrv5_mobile_rec", "pp_ocrv5_mobile_det", "ppocr_mobilenetv3_cls"}
     if key.endswith("rec"):
         assert spec.config["backbone_config"]["scale"] == 0.95
         assert spec.config["layer_norm_eps"] == 1e-5
@@ -62,8 +71,6 @@ def test_recognise(key, tmp_path):
 @pytest.mark.paddle
 @pytest.mark.parametrize("key", ALL)
 def test_parity_with_paddle(key, converted):
-    from ocrconvert.native.paddle_graph import run_paddle_inference
-
     src = require_model(key)
     folder = converted(key)
     inputs = [_input(key)]
@@ -103,8 +110,6 @@ def test_wrong_square_linear_orientation_is_caught(converted, tmp_path):
     against Paddle must catch it."""
     from safetensors.torch import load_file, save_file
 
-    from ocrconvert.native.paddle_graph import run_paddle_inference
-
     key = "v4_rec"
     src = require_model(key)
     folder = tmp_path / "bad"
@@ -126,7 +131,7 @@ def test_wrong_square_linear_orientation_is_caught(converted, tmp_path):
 def test_linear_weight_is_transposed_by_type_even_when_square():
     from ocrconvert.native.layers import Rec
     from ocrconvert.native.mapping import MappingReport, WeightWriter
-    from ocrconvert.native.paddle_graph import Op
+    from ocrconvert.paddle_program import Op
 
     lin = torch.nn.Linear(4, 4)
     w = np.arange(16, dtype=np.float32).reshape(4, 4)  # Paddle layout [in, out]
@@ -206,3 +211,33 @@ def test_fused_onnx_dynamo_export(converted, tmp_path):
     y = sess.run(None, {sess.get_inputs()[0].name: x2.numpy()})[0]
     with torch.no_grad():
         assert np.abs(y - m(x2).numpy()).max() < 1e-5
+
+
+def test_architecture_registry_is_strict_and_consistent():
+    pytest.importorskip("transformers")
+    from ocrconvert.native import architectures as reg
+
+    archs = reg.architectures()
+    assert [a.name for a in archs] == ["pp_ocrv5_mobile_rec", "pp_ocrv5_mobile_det", "ppocr_mobilenetv3_cls"]
+    for arch in archs:
+        assert arch.model_class().config_class.model_type == arch.model_type  # what a saved folder says
+        assert reg.for_model_type(arch.model_type) is arch
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register(archs[0])
+    with pytest.raises(NativeMappingError, match="no native architecture"):
+        reg.for_model_type("bert")
+
+
+@pytest.mark.paddle
+def test_unrecognised_program_says_why_for_every_architecture(tmp_path):
+    from ocrconvert.formats import detect
+    from ocrconvert.native import architectures as reg
+    from ocrconvert.paddle_program import read_program
+
+    program = read_program(detect(require_model("v2_cls")))
+    assert reg.recognise(program).architecture.name == "ppocr_mobilenetv3_cls"
+    program._graph = program.graph()[:60]  # a program cut short matches nothing
+    with pytest.raises(NativeMappingError) as exc:
+        reg.recognise(program)
+    assert all(a.name in exc.value.message for a in reg.architectures())
+    assert "--route graph" in exc.value.hint

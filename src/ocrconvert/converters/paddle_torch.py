@@ -1,10 +1,12 @@
 """Paddle inference -> native PyTorch (transformers PP-OCR classes), when the architecture is known.
 
 The graph route (paddle -> onnx -> torch) is planned by the registry; this module adds the direct
-one. ``check`` reports an unrecognised architecture so the planner falls back to the graph route.
+one. ``check`` reports an unrecognised architecture so the planner falls back to the graph route; a
+program that cannot be read is an error (exit 3), as on every Paddle path.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +27,12 @@ class PaddleToNativeTorch(Converter):
     tool = "ocrconvert.native"
 
     def check(self, source: Artifact, options: NativeOptions) -> list[str]:
-        from ..native import recognise
+        from ..native import NativeMappingError, architectures
         from ..paddle_program import read_program
 
-        read_program(source)  # a corrupt program is a clean exit 3 here, as on every Paddle path
-
-        spec = recognise(source.path)
-        if spec is None:
+        try:
+            architectures.recognise(read_program(source))
+        except NativeMappingError:
             return ["architecture not recognised for the native route"]
         return []
 
@@ -39,17 +40,10 @@ class PaddleToNativeTorch(Converter):
         from ..native import convert_to_transformers
 
         dest.mkdir(parents=True, exist_ok=True)
-        report = convert_to_transformers(source.path, dest, allow_partial=options.allow_partial)
+        report = convert_to_transformers(source, dest, allow_partial=options.allow_partial)
         art = Artifact(dest, Format.TORCH_NATIVE, {"config_json": dest / "config.json", "weights": dest / WEIGHTS_FILE})
-        mapping = report.to_dict() if hasattr(report, "to_dict") else dict(getattr(report, "__dict__", {}))
-        return HopResult(art, facts={"precision": "fp32", "model_type": _model_type(dest),
-                                     "mapping_report": mapping})
+        model_type = json.loads((dest / "config.json").read_text(encoding="utf-8")).get("model_type")
+        return HopResult(art, facts={"precision": "fp32", "model_type": model_type, "mapping_report": report.to_dict()})
 
     def versions(self) -> dict:
         return {"transformers": version_of("transformers"), "torch": version_of("torch")}
-
-
-def _model_type(folder: Path) -> str | None:
-    import json
-
-    return json.loads((folder / "config.json").read_text()).get("model_type")

@@ -1,14 +1,19 @@
-"""Native PyTorch route: Paddle inference models -> transformers PP-OCR classes (+ fused inference form)."""
+"""Native PyTorch route: Paddle inference models -> transformers PP-OCR classes (+ fused inference form).
 
-from .api import NativeSpec, convert_to_transformers, load_native, recognise, trainable_module
+Architectures are records in ``architectures`` (one per architecture); this package's API asks them."""
+
+from .api import convert_to_transformers, fuse_model, load_native, recognise, trainable_module
+from .architectures import NativeArchitecture, Recognised
 from .errors import NativeMappingError
 from .mapping import MappingReport
 
 __all__ = [
     "MappingReport",
+    "NativeArchitecture",
     "NativeMappingError",
-    "NativeSpec",
+    "Recognised",
     "convert_to_transformers",
+    "fuse_model",
     "load_native",
     "recognise",
     "trainable_module",

@@ -13,7 +13,7 @@ from torch import nn
 _ACT = {"hardswish": F.hardswish, "silu": F.silu, "swish": F.silu, "relu": F.relu, "gelu": F.gelu}
 
 
-def _fold_bn(w: torch.Tensor, b: torch.Tensor | None, bn: nn.BatchNorm2d, transpose: bool = False):
+def fold_bn(w: torch.Tensor, b: torch.Tensor | None, bn: nn.BatchNorm2d, transpose: bool = False):
     std = torch.sqrt(bn.running_var.double() + bn.eps)
     s = bn.weight.double() / std
     w2 = w.double() * (s.view(1, -1, 1, 1) if transpose else s.view(-1, 1, 1, 1))
@@ -22,7 +22,7 @@ def _fold_bn(w: torch.Tensor, b: torch.Tensor | None, bn: nn.BatchNorm2d, transp
     return w2, b2
 
 
-def _conv_from(conv: nn.Conv2d, w: torch.Tensor, b: torch.Tensor) -> nn.Conv2d:
+def conv_from(conv: nn.Conv2d, w: torch.Tensor, b: torch.Tensor) -> nn.Conv2d:
     new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                     conv.dilation, conv.groups, bias=True)
     with torch.no_grad():
@@ -33,8 +33,8 @@ def _conv_from(conv: nn.Conv2d, w: torch.Tensor, b: torch.Tensor) -> nn.Conv2d:
 
 def _fold_conv_layer(layer) -> nn.Conv2d:
     """transformers ConvLayer (convolution + normalization) -> one conv."""
-    w, b = _fold_bn(layer.convolution.weight, layer.convolution.bias, layer.normalization)
-    return _conv_from(layer.convolution, w, b)
+    w, b = fold_bn(layer.convolution.weight, layer.convolution.bias, layer.normalization)
+    return conv_from(layer.convolution, w, b)
 
 
 class FusedRep(nn.Module):
@@ -61,11 +61,11 @@ def _rep_to_fused(rep, act_name: str) -> FusedRep:
     w_sum = torch.zeros(ref.weight.shape, dtype=torch.float64)
     b_sum = torch.zeros(ref.out_channels, dtype=torch.float64)
     for branch in rep.conv_symmetric:
-        w, b = _fold_bn(branch.convolution.weight, None, branch.normalization)
+        w, b = fold_bn(branch.convolution.weight, None, branch.normalization)
         w_sum += w
         b_sum += b
     if rep.conv_small_symmetric is not None:
-        w, b = _fold_bn(rep.conv_small_symmetric.convolution.weight, None, rep.conv_small_symmetric.normalization)
+        w, b = fold_bn(rep.conv_small_symmetric.convolution.weight, None, rep.conv_small_symmetric.normalization)
         p = k // 2
         w_sum += F.pad(w, [p, p, p, p])
         b_sum += b
@@ -74,11 +74,11 @@ def _rep_to_fused(rep, act_name: str) -> FusedRep:
         ident = torch.zeros(ref.weight.shape, dtype=torch.float64)
         for c in range(rep.in_channels):
             ident[c, c % in_per_group, k // 2, k // 2] = 1.0
-        w, b = _fold_bn(ident, None, rep.identity)
+        w, b = fold_bn(ident, None, rep.identity)
         w_sum += w
         b_sum += b
     s, lb = float(rep.lab.scale.item()), float(rep.lab.bias.item())
-    conv = _conv_from(ref, w_sum * s, b_sum * s + lb)
+    conv = conv_from(ref, w_sum * s, b_sum * s + lb)
     has_act = rep.stride != 2
     a_s, a_b = float(rep.act.lab.scale.item()), float(rep.act.lab.bias.item())
     return FusedRep(conv, act_name if has_act else None, a_s, a_b)
@@ -225,9 +225,9 @@ class FusedDet(nn.Module):
         self.layer = copy.deepcopy(model.model.layer)
         self.neck = copy.deepcopy(model.model.neck)
         h = model.head
-        self.conv_down = _conv_from(h.conv_down.convolution, *_fold_bn(h.conv_down.convolution.weight, None, h.conv_down.norm))
+        self.conv_down = conv_from(h.conv_down.convolution, *fold_bn(h.conv_down.convolution.weight, None, h.conv_down.norm))
         up = h.conv_up.convolution
-        w, b = _fold_bn(up.weight, up.bias, h.conv_up.norm, transpose=True)
+        w, b = fold_bn(up.weight, up.bias, h.conv_up.norm, transpose=True)
         self.conv_up = copy.deepcopy(up)
         with torch.no_grad():
             self.conv_up.weight.copy_(w.float())
@@ -249,42 +249,6 @@ class FusedDet(nn.Module):
         x = F.relu(self.conv_down(x.to(self.conv_down.weight.dtype)))
         x = F.relu(self.conv_up(x.to(self.conv_up.weight.dtype)))
         return torch.sigmoid(self.conv_final(x.to(self.conv_final.weight.dtype)))
-
-
-def _fuse_cls(model) -> nn.Module:
-    from .mobilenetv3_cls import ConvBNAct  # noqa: PLC0415
-
-    m = copy.deepcopy(model)
-    for mod in m.modules():
-        if isinstance(mod, ConvBNAct):
-            w, b = _fold_bn(mod.conv.weight, mod.conv.bias, mod.bn)
-            mod.conv = _conv_from(mod.conv, w, b)
-            mod.bn = nn.Identity()
-    return _ClsWrapper(m)
-
-
-class _ClsWrapper(nn.Module):
-    def __init__(self, m):
-        super().__init__()
-        self.net = m
-
-    def forward(self, pixel_values):
-        return self.net(pixel_values)
-
-
-@torch.no_grad()
-def fuse_model(model) -> nn.Module:
-    mt = model.config.model_type
-    model = model.eval()
-    if mt == "pp_ocrv5_mobile_rec":
-        out = FusedRec(model)
-    elif mt == "pp_ocrv5_mobile_det":
-        out = FusedDet(model)
-    else:
-        out = _fuse_cls(model)
-    for p in out.parameters():
-        p.requires_grad_(False)
-    return out.eval()
 
 
 def half_precision(module: nn.Module) -> nn.Module:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .paddle_graph import Op, PaddleProgram
+from ..paddle_program import Op
+from .errors import NativeMappingError
 
 CONV_OPS = {"conv2d", "depthwise_conv2d", "conv2d_transpose"}
 ACT_OPS = {"relu", "hardswish", "swish", "silu", "hardsigmoid", "sigmoid", "softmax", "gelu", "relu6", "tanh"}
@@ -34,9 +35,8 @@ class Rec:
 class LayerSequence:
     """Sequential reader over the records with typed ``take`` calls and param bookkeeping."""
 
-    def __init__(self, prog: PaddleProgram):
-        self.prog = prog
-        self.records = extract_records(prog)
+    def __init__(self, records: list[Rec]):
+        self.records = records
         self.pos = 0
         self.used_params: set[str] = set()
 
@@ -45,8 +45,6 @@ class LayerSequence:
         return self.records[i] if i < len(self.records) else None
 
     def take(self, kind: str, op_type: str | set[str] | None = None, what: str = "") -> Rec:
-        from .errors import NativeMappingError  # noqa: PLC0415
-
         r = self.peek()
         types = {op_type} if isinstance(op_type, str) else op_type
         if r is None or r.kind != kind or (types is not None and r.op.type not in types):
@@ -63,22 +61,27 @@ class LayerSequence:
         types = {op_type} if isinstance(op_type, str) else op_type
         return r is not None and r.kind == kind and (types is None or r.op.type in types)
 
-    def skip_until(self, kind: str) -> list[Rec]:
-        skipped = []
-        while self.peek() is not None and self.peek().kind != kind:
-            skipped.append(self.records[self.pos])
-            self.used_params.update(self.records[self.pos].params.values())
-            self.pos += 1
-        return skipped
+    def expect_end(self, params: set[str]) -> None:
+        """Every layer read and every parameter of the program used: nothing left unconverted."""
+        if self.peek() is not None:
+            raise NativeMappingError(f"trailing layers not covered: {self.peek()!r}")
+        if self.used_params != params:
+            raise NativeMappingError(f"parameters outside the recognised layers: {sorted(params - self.used_params)[:5]}")
 
 
 def _param(ref: str | None) -> str | None:
     return ref[2:] if ref is not None and ref.startswith("p:") else None
 
 
-def extract_records(prog: PaddleProgram) -> list[Rec]:
-    ops = prog.ops
-    consumers = prog.consumers()
+def extract_records(ops: list[Op]) -> list[Rec]:
+    consumers: dict[str, list[Op]] = {}
+    producer: dict[str, Op] = {}
+    for op in ops:
+        for v in op.inputs:
+            if v is not None:
+                consumers.setdefault(v, []).append(op)
+        if op.outputs:
+            producer[op.outputs[0]] = op
     # values that are just a reshaped / assigned parameter -> the parameter
     alias: dict[str, str] = {}
     # values that are constants from pd_op.full -> python float
@@ -203,8 +206,7 @@ def extract_records(prog: PaddleProgram) -> list[Rec]:
             recs.append(Rec("act", op, R(op.inputs[0]), op.outputs[0], {}, dict(op.attrs)))
         elif t == "pool2d":
             ks = None
-            prod = {o.outputs[0]: o for o in ops if o.outputs}
-            kop = prod.get(op.inputs[1])
+            kop = producer.get(op.inputs[1])
             if kop is not None and kop.type == "full_int_array":
                 ks = list(kop.attrs["value"])
             attrs = dict(op.attrs)
@@ -213,8 +215,7 @@ def extract_records(prog: PaddleProgram) -> list[Rec]:
         elif t in ("nearest_interp", "bilinear_interp"):
             recs.append(Rec("interp", op, R(op.inputs[0]), op.outputs[0], {}, dict(op.attrs)))
         elif t == "concat":
-            prod = {o.outputs[0]: o for o in ops if o.outputs}
-            comb = prod.get(op.inputs[0])
+            comb = producer.get(op.inputs[0])
             parts = [R(v) for v in comb.inputs] if comb is not None and comb.type == "combine" else []
             recs.append(Rec("concat", op, None, op.outputs[0], {}, {}, extra_inputs=parts))
         elif t == "scale":

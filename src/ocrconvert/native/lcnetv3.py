@@ -13,9 +13,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .architectures import NativeArchitecture, register
 from .errors import NativeMappingError
+from .fused import FusedDet, FusedRec
 from .layers import LayerSequence, Rec
-from .mapping import MappingReport, WeightWriter
+from .mapping import WeightWriter
 
 _BASE_BLOCKS = [  # PP-LCNetV3 reference layout (kernel, in, out), used only to express channels canonically
     [[3, 16, 32]],
@@ -118,7 +120,7 @@ def parse_lcnetv3(seq: LayerSequence) -> LCNetParse:
             if not pool.attrs.get("adaptive") or pool.attrs.get("kernel_size") != [1, 1]:
                 raise NativeMappingError(f"block {i}: SE pool is not a global average pool")
             c1 = seq.take("conv", "conv2d", f"block {i} SE conv1")
-            a1 = seq.take("act", "relu", f"block {i} SE relu")
+            seq.take("act", "relu", f"block {i} SE relu")
             c2 = seq.take("conv", "conv2d", f"block {i} SE conv2")
             a2 = seq.take("act", "hardsigmoid", f"block {i} SE gate")
             if not math.isclose(a2.attrs.get("slope", 0), 1 / 6, rel_tol=1e-4) or not math.isclose(
@@ -132,7 +134,6 @@ def parse_lcnetv3(seq: LayerSequence) -> LCNetParse:
                 raise NativeMappingError(f"block {i}: SE reduction {cin}/{cmid} is not an integer")
             reductions.add(cin // cmid)
             se = (c1, c2)
-            del a1
         pw = _read_rep(seq, f"block {i} pointwise")
         for r in (dw, pw):
             if r.act is not None:
@@ -198,9 +199,6 @@ def lcnet_backbone_config(p: LCNetParse, stage_sizes: list[int], out_features: l
                     break
             if found:
                 break
-    if scale == 1.0 and divisor == 1:
-        # exact literal channels; Backbone.num_features = int(c * 1.0) = c as well
-        pass
     return {
         "model_type": "pp_lcnet_v3",
         "scale": scale,
@@ -321,8 +319,7 @@ def parse_rec(seq: LayerSequence) -> RecParse:
         raise NativeMappingError("SVTR encoder: final layer norm not found")
     for i in range(2, 5):
         if i == 3:
-            cat = seq.take("concat", None, "encoder shortcut concat")
-            del cat
+            seq.take("concat", None, "encoder shortcut concat")
         c, a = _take_conv_bn_act(seq, f"encoder conv {i}")
         convs.append(c)
         acts.add(a.op.type)
@@ -388,7 +385,6 @@ def fill_rec(w: WeightWriter, model, p: RecParse):
         w.layer_norm(blk.layer_norm2, r.ln2)
         w.linear(blk.mlp.fc1, r.fc1)
         w.linear(blk.mlp.fc2, r.fc2)
-    enc.norm.eps = _nice(p.norm.attrs["eps"])
     w.layer_norm(enc.norm, p.norm)
     w.linear(model.head.head, p.head)
 
@@ -429,7 +425,7 @@ def _take_rse(seq: LayerSequence, what: str) -> RSERecs:
     return RSERecs(c, s1, s2, add.out)
 
 
-def parse_det(seq: LayerSequence, prog) -> DetParse:
+def parse_det(seq: LayerSequence) -> DetParse:
     bb = parse_lcnetv3(seq)
     # tap convs: 1x1 conv + bias reading backbone block outputs
     block_out = {}
@@ -505,7 +501,7 @@ def parse_det(seq: LayerSequence, prog) -> DetParse:
         raise NativeMappingError("head conv_down activation is not relu")
     head.append(c)
     c = seq.take("conv", "conv2d_transpose", "head conv_up")
-    a = seq.take("act", "relu", "head conv_up relu")
+    seq.take("act", "relu", "head conv_up relu")
     if "bn_mean" not in c.params:
         raise NativeMappingError("head conv_up without batch norm")
     head.append(c)
@@ -555,3 +551,56 @@ def fill_det(w: WeightWriter, model, p: DetParse):
     w.conv(h.conv_up.convolution, p.head[1])
     w.bn(h.conv_up.norm, p.head[1])
     w.conv(h.conv_final, p.head[2])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the records
+# ---------------------------------------------------------------------------------------------------------
+_TAPS = ["stage2", "stage3", "stage4", "stage5"]
+
+
+def recognise_rec(seq: LayerSequence) -> tuple[dict, RecParse]:
+    p = parse_rec(seq)
+    n = len(p.backbone.blocks)
+    sizes = [1, 2, 2, 5, 4] if n == 14 else [1, 1, 1, 1, n - 4]
+    cfg = rec_config(p)
+    cfg["backbone_config"] = lcnet_backbone_config(p.backbone, sizes, _TAPS, num_features_used=False)
+    return cfg, p
+
+
+def recognise_det(seq: LayerSequence) -> tuple[dict, DetParse]:
+    p = parse_det(seq)
+    cfg = det_config(p)
+    cfg["backbone_config"] = lcnet_backbone_config(p.backbone, p.stage_sizes, _TAPS)
+    return cfg, p
+
+
+def _rec_class():
+    from transformers import PPOCRV5MobileRecForTextRecognition  # noqa: PLC0415
+
+    return PPOCRV5MobileRecForTextRecognition
+
+
+def _det_class():
+    from transformers import PPOCRV5MobileDetForObjectDetection  # noqa: PLC0415
+
+    return PPOCRV5MobileDetForObjectDetection
+
+
+def _final_norm_eps(model) -> None:
+    # the final encoder LayerNorm may use another eps than the blocks; the transformers class has one eps
+    eps = getattr(model.config, "ocrconvert_final_norm_eps", None)
+    if eps is not None:
+        model.head.encoder.norm.eps = float(eps)
+
+
+REC = register(NativeArchitecture(
+    name="pp_ocrv5_mobile_rec", task="rec", model_type="pp_ocrv5_mobile_rec",
+    output="[N, T, C] softmax probabilities (CTC, blank = 0)",
+    model_class=_rec_class, parse=recognise_rec, write=fill_rec, fuse=FusedRec, configure=_final_norm_eps,
+))
+DET = register(NativeArchitecture(
+    name="pp_ocrv5_mobile_det", task="det", model_type="pp_ocrv5_mobile_det",
+    output="[N, 1, H, W] probability map (sigmoid)",
+    model_class=_det_class, parse=recognise_det, write=fill_det, fuse=FusedDet,
+))

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import NativeMappingError
+
 
 @dataclass
 class MappingReport:
@@ -63,8 +65,6 @@ class WeightWriter:
         tgt = self.sd[key]
         value = value.reshape(tgt.shape) if value.numel() == tgt.numel() and transform.startswith("scalar") else value
         if tuple(value.shape) != tuple(tgt.shape):
-            from .errors import NativeMappingError  # noqa: PLC0415
-
             raise NativeMappingError(
                 f"shape mismatch for {key}: target {tuple(tgt.shape)} vs {tuple(value.shape)} from {source} ({transform})"
             )
@@ -86,9 +86,7 @@ class WeightWriter:
         has_b = "bias" in rec.params
         if has_b:
             if conv.bias is None:
-                from .errors import NativeMappingError  # noqa: PLC0415
-
-                raise NativeMappingError(f"{self.names[conv]} has no bias but program conv #{rec.op.index} does")
+                    raise NativeMappingError(f"{self.names[conv]} has no bias but program conv #{rec.op.index} does")
             self.put(conv, "bias", self.src(rec.params["bias"]), rec.params["bias"])
         elif conv.bias is not None:
             self.neutral(conv, "bias", 0.0)
@@ -130,8 +128,6 @@ class WeightWriter:
         self.put(ln, "weight", self.src(rec.params["weight"]), rec.params["weight"])
         self.put(ln, "bias", self.src(rec.params["bias"]), rec.params["bias"])
         if not math.isclose(ln.eps, rec.attrs["eps"], rel_tol=1e-3):
-            from .errors import NativeMappingError  # noqa: PLC0415
-
             raise NativeMappingError(f"{self.names[ln]}: eps {ln.eps} != program eps {rec.attrs['eps']}")
 
     def affine(self, module: nn.Module, rec):

@@ -7,6 +7,7 @@ model.safetensors).  The whole layer list is read from the program.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -14,7 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
+from .architectures import NativeArchitecture, register
 from .errors import NativeMappingError
+from .fused import conv_from, fold_bn
 from .layers import LayerSequence
 from .mapping import WeightWriter
 
@@ -188,8 +191,7 @@ def parse_cls(seq: LayerSequence):
     if not ap.attrs.get("adaptive") or ap.attrs.get("kernel_size") != [1, 1] or ap.attrs.get("pooling_type") != "avg":
         raise NativeMappingError("expected a global average pool")
     fc = seq.take("linear", None, "fc")
-    sm = seq.take("act", "softmax", "softmax")
-    del sm
+    seq.take("act", "softmax", "softmax")
     if len({e for e in eps if e is not None}) != 1 or len(reductions) > 1:
         raise NativeMappingError("mixed BN eps or SE reductions")
     cfg = {
@@ -226,3 +228,24 @@ def fill_cls(w: WeightWriter, model: PPOCRMobileNetV3ClsModel, parsed):
         cba(blk.linear, lin)
     cba(model.last, last)
     w.linear(model.fc, fc)
+
+
+class FusedCls(nn.Module):
+    """Inference form: BatchNorm folded into every conv."""
+
+    def __init__(self, model: PPOCRMobileNetV3ClsModel):
+        super().__init__()
+        self.net = copy.deepcopy(model)
+        for mod in self.net.modules():
+            if isinstance(mod, ConvBNAct):
+                mod.conv = conv_from(mod.conv, *fold_bn(mod.conv.weight, mod.conv.bias, mod.bn))
+                mod.bn = nn.Identity()
+
+    def forward(self, pixel_values):
+        return self.net(pixel_values)
+
+
+CLS = register(NativeArchitecture(
+    name="ppocr_mobilenetv3_cls", task="cls", model_type=MODEL_TYPE, output="[N, C] softmax probabilities",
+    model_class=lambda: PPOCRMobileNetV3ClsModel, parse=parse_cls, write=fill_cls, fuse=FusedCls,
+))

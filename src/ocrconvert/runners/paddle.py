@@ -1,26 +1,13 @@
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 from functools import cached_property
 
 from .._compat import require
-from ..errors import CorruptModelError, ConversionError
+from ..errors import ConversionError, CorruptModelError
 from ..paddle_program import read_program
 from .base import Runner
-
-log = logging.getLogger(__name__)
-
-
-def import_paddle_inference():
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        require("paddle", "running Paddle inference")
-        import paddle.inference as pi
-    return pi
-
 
 class PaddleRunner(Runner):
     """Paddle Inference on CPU, IR passes and oneDNN off so results are the program's own."""
@@ -44,7 +31,11 @@ class PaddleRunner(Runner):
         return self.program.outputs
 
     def _load(self):
-        pi = import_paddle_inference()
+        self.program  # the reader's checks come first: Paddle aborts inside C++ on some damaged files
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pi = require("paddle.inference", "running Paddle inference")
         files = self.artifact.files
         cfg = pi.Config(str(files["program"]), str(files["params"]))
         cfg.disable_gpu()
