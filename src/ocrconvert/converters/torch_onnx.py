@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Optional
 import logging
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -38,11 +39,16 @@ def _check_still_dynamic(specs, model) -> None:
 
 @dataclass(frozen=True)
 class TorchToOnnxOptions(RouteOptions):
-    opset: int = 17
+    opset: Optional[int] = None   # None: the exporter's own (18 for torch.export/dynamo, 17 for tracing)
     slim: bool = True
 
     def validate(self) -> None:
-        check_opset(self.opset, 9, 23, "torch.onnx")
+        if self.opset is not None:
+            check_opset(self.opset, 9, 23, "torch.onnx")
+
+
+DYNAMO_MIN_OPSET = 18  # torch.onnx's dynamo exporter writes opset 18 or higher
+TRACE_DEFAULT_OPSET = 17
 
 
 @register_converter("torch", "onnx", "torch2onnx", options=TorchToOnnxOptions, requires=("torch",),
@@ -66,6 +72,8 @@ class TorchToOnnx(Converter):
         errors = []
         # native modules export cleanly through torch.export (dynamo); onnx2torch graphs only by tracing
         order = (True, False) if source.format is Format.TORCH_NATIVE else (False, True)
+        if opset is not None and opset < DYNAMO_MIN_OPSET:  # only tracing can honour an older opset
+            order = (False,)
         for dynamo in order:
             try:
                 buf = io.StringIO()
@@ -74,11 +82,11 @@ class TorchToOnnx(Converter):
                         dims = {n: {i: torch.export.Dim.AUTO for i in spec.dynamic_axes}
                                 for n, spec in zip(runner.input_names, runner.inputs)}
                         torch.onnx.export(module, args, str(dest), input_names=runner.input_names,
-                                          output_names=runner.output_names, opset_version=max(opset, 18),
+                                          output_names=runner.output_names, opset_version=opset or DYNAMO_MIN_OPSET,
                                           dynamo=True, dynamic_shapes=tuple(dims.values()), external_data=False)
                     else:
                         torch.onnx.export(module, args, str(dest), input_names=runner.input_names,
-                                          output_names=runner.output_names, opset_version=opset,
+                                          output_names=runner.output_names, opset_version=opset or TRACE_DEFAULT_OPSET,
                                           dynamic_axes=axes, dynamo=False)
                 break
             except Exception as exc:  # noqa: BLE001 - the exporters raise many types
@@ -100,7 +108,7 @@ class TorchToOnnx(Converter):
         from ..onnx_io import opset as opset_of
 
         produced = opset_of(model)
-        if produced != opset:  # the dynamo exporter writes >= 18; refuse rather than record a wish
+        if opset is not None and produced != opset:  # the dynamo exporter writes >= 18; refuse rather than record a wish
             raise UsageError(f"--opset {opset} cannot be honoured: the exporter that worked wrote opset {produced}",
                              hint=f"Pass --opset {produced}.")
         onnx.save(model, str(dest))
