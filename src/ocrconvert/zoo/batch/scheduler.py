@@ -89,7 +89,9 @@ def run_batch(config: BatchConfig, *, jobs: int = 1, resume: bool = False, timeo
         _sweep_state(ctx, specs, report_dir)
         records = {j.id: JobRecord(j.id, j.model, j.target, options=j.options, seed=j.seed, reason=j.reason,
                                    expected=asdict(j.expect) if j.expect else None) for j in specs}
-        _run(ctx, _to_run(ctx, specs, records), records)
+        ran = _to_run(ctx, specs, records)
+        _run(ctx, ran, records)
+        _remember_digests(ctx, [job for job, _ in ran if records[job.id].ok])
         result = BatchResult(config.path, config.output, report_dir, [records[j.id] for j in specs],
                              time.monotonic() - t_start, started, ctx.versions)
         write_reports(result)
@@ -118,6 +120,18 @@ def _to_run(ctx: RunContext, specs: list[JobSpec], records: dict[str, JobRecord]
         pending.append((job, src))
     ctx.digests.save()
     return pending
+
+
+def _remember_digests(ctx: RunContext, done: list[JobSpec]) -> None:
+    """Hash the new artifacts now, so the next ``--resume`` finds them in the digest cache."""
+    for job in done:
+        art = artifact_path(job)
+        try:
+            if art.exists():
+                ctx.digests.artifact(art)
+        except OSError:
+            continue
+    ctx.digests.save()
 
 
 # ------------------------------------------------------------------------------------ resuming
