@@ -83,7 +83,7 @@ def original_source(artifact: Artifact) -> Artifact:
     return artifact
 
 
-def _split_options(route: list[registry.ConverterSpec], options: Mapping) -> list:
+def split_options(route: list[registry.ConverterSpec], options: Mapping) -> list:
     """Each hop's options record from the one mapping; a key no hop of the route takes is refused."""
     claimed: set[str] = set()
     per_hop = []
@@ -107,7 +107,7 @@ def _choose_route(src: Artifact, target: str, prefer: str | None, options: Mappi
         if not all(s.available for s in route):
             continue
         try:
-            hop_options = _split_options(route, options)
+            hop_options = split_options(route, options)
         except UsageError as exc:  # this route cannot take the options; another may
             usage = usage or exc
             continue

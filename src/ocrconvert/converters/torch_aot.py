@@ -92,8 +92,13 @@ class AotOptions(RouteOptions):
         Precision.parse(self.precision, allowed=(Precision.FP32, Precision.FP16), where="aot-build precision")
         if self.device is not None and self.device.split(":")[0] not in ("cuda", "cpu"):
             raise UsageError(f"--device {self.device!r} is not cuda or cpu")
-        if self.precision is Precision.FP16 and self.device is not None and not self.device.startswith("cuda"):
-            raise UsageError("--fp16 AOT packages are built for CUDA", hint="Add --device cuda, or drop --fp16.")
+        if self.precision is Precision.FP16:  # refused before any hop runs, not after the native conversion
+            if self.device is not None and not self.device.startswith("cuda"):
+                raise UsageError("--fp16 AOT packages are built for CUDA", hint="Add --device cuda, or drop --fp16.")
+            torch = require("torch")
+            if not torch.cuda.is_available():
+                raise UsageError("--fp16 AOT packages are built for CUDA, and no CUDA GPU is visible",
+                                 hint="Build on a GPU machine, or drop --fp16.")
 
 
 @register_converter("torch", "torch-aot", "aot-build", options=AotOptions, requires=("torch",),

@@ -232,7 +232,7 @@ def route_options(job_id: str, model: str, target: str, options: dict, precision
     Refuses (exit 2, naming the job) a key or value no candidate route accepts, and a precision the
     route cannot build."""
     from ... import registry
-    from ...pipeline import _split_options  # the spine's own rule: each hop takes its share, the rest is refused
+    from ...pipeline import split_options  # the spine's own rule: each hop takes its share, the rest is refused
 
     pipeline_target, prefer = TARGETS[target]
     routes = [r for node in sorted(_source_nodes(model))
@@ -251,7 +251,7 @@ def route_options(job_id: str, model: str, target: str, options: dict, precision
     first: UsageError | None = None
     for route in routes:
         try:
-            _split_options(route, wanted)
+            split_options(route, wanted)
             return wanted
         except UsageError as exc:
             first = first or exc
