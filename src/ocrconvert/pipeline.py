@@ -167,6 +167,9 @@ def convert(
     src = source if isinstance(source, Artifact) else detect(source)
     reference = detect(reference) if reference is not None else original_source(src)
     chosen, hop_options = _choose_route(src, target, route, options)
+    problems = [p for spec, opts in zip(chosen, hop_options) for p in spec.create().preflight(opts)]
+    if problems:  # before any hop runs: a later hop's missing GPU must not cost the first hop's work
+        raise UsageError("; ".join(problems), hint="Run on a machine that has it, or change the options.")
     names = [s.key.name for s in chosen]
     dest_path = final_path(output, target)
     sources = [a.path for a in {id(src): src, id(reference): reference}.values() if a.format is not Format.VLM_TOWER]

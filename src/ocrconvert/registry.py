@@ -59,6 +59,11 @@ class Converter:
     options_type: type[RouteOptions] = NoOptions
     tool: str = ""
 
+    def preflight(self, options: RouteOptions) -> list[str]:
+        """What this machine lacks for these options (a GPU, a runtime), asked of every hop before any
+        hop runs; each problem is a usage error (exit 2)."""
+        return []
+
     def check(self, source: Artifact, options: RouteOptions) -> list[str]:
         return []
 

@@ -92,19 +92,24 @@ class AotOptions(RouteOptions):
         Precision.parse(self.precision, allowed=(Precision.FP32, Precision.FP16), where="aot-build precision")
         if self.device is not None and self.device.split(":")[0] not in ("cuda", "cpu"):
             raise UsageError(f"--device {self.device!r} is not cuda or cpu")
-        if self.precision is Precision.FP16:  # refused before any hop runs, not after the native conversion
+        if self.precision is Precision.FP16:
             if self.device is not None and not self.device.startswith("cuda"):
                 raise UsageError("--fp16 AOT packages are built for CUDA", hint="Add --device cuda, or drop --fp16.")
-            torch = require("torch")
-            if not torch.cuda.is_available():
-                raise UsageError("--fp16 AOT packages are built for CUDA, and no CUDA GPU is visible",
-                                 hint="Build on a GPU machine, or drop --fp16.")
+
 
 
 @register_converter("torch", "torch-aot", "aot-build", options=AotOptions, requires=("torch",),
                     description="AOTInductor package (.pt2) of the native fused model; dynamic batch/width")
 class TorchToAot(Converter):
     tool = "torch._inductor.aoti"
+
+    def preflight(self, options: AotOptions) -> list[str]:
+        torch = require("torch")
+        if (options.device or "").startswith("cuda") and not torch.cuda.is_available():
+            return ["--device cuda, but no CUDA GPU is visible"]
+        if options.precision is Precision.FP16 and not torch.cuda.is_available():
+            return ["fp16 AOT packages are built for CUDA, and no CUDA GPU is visible"]
+        return []
 
     def convert(self, source: Artifact, dest: Path, options: AotOptions) -> HopResult:
         torch = require("torch")
