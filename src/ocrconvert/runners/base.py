@@ -1,5 +1,6 @@
 """The runner contract (after Polygraphy): lazy load, then ``infer(feed) -> dict[str, ndarray]``."""
 from __future__ import annotations
+import hashlib
 
 import logging
 from functools import cached_property
@@ -82,6 +83,15 @@ class Runner:
         return f"{type(self).__name__}({self.artifact.path})"
 
 
+def feed_digest(feed: dict[str, np.ndarray]) -> str:
+    """Names, shapes, dtypes and bytes of a feed: the key of a recorded or memoized answer."""
+    h = hashlib.sha256()
+    for k in sorted(feed):
+        a = np.ascontiguousarray(feed[k])
+        h.update(k.encode() + str(a.shape).encode() + str(a.dtype).encode() + a.tobytes())
+    return h.hexdigest()
+
+
 class MemoizedRunner:
     """Wraps a runner so the same feed is computed once (the source of several verifications)."""
 
@@ -93,9 +103,7 @@ class MemoizedRunner:
         return getattr(self.runner, name)
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .reference import _digest
-
-        key = _digest({k: np.asarray(v) for k, v in feed.items()})
+        key = feed_digest({k: np.asarray(v) for k, v in feed.items()})
         if key not in self._memo:
             self._memo[key] = self.runner.infer(feed)
         return dict(self._memo[key])

@@ -15,17 +15,9 @@ import numpy as np
 
 from ..errors import CorruptModelError, UsageError
 from ..families.base import ModelInfo, TensorSpec
-from .base import Runner
+from .base import Runner, feed_digest as _digest
 
 HEADER_KEY = "__ocrconvert_reference__"
-
-
-def _digest(feed: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for k in sorted(feed):
-        a = np.ascontiguousarray(feed[k])
-        h.update(k.encode() + str(a.shape).encode() + str(a.dtype).encode() + a.tobytes())
-    return h.hexdigest()
 
 
 def save_reference(path: Path, info: ModelInfo, family: str, source: dict, cases: list[dict]) -> None:
