@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from _cli_helpers import has, needs_paddle, needs_torch, run_cli
+from _cli_helpers import needs_paddle, needs_torch, run_cli
 
 USAGE, UNSUPPORTED, CONVERSION = 2, 3, 5
 
@@ -426,8 +426,17 @@ def test_bad_input(case: Case, tmp_path: Path, zoo_model, monkeypatch):
     assert not (Path.cwd() / "PWNED").exists() and not (tmp_path / "PWNED").exists()
 
 
-def test_corpus_size():
-    assert len(CASES) >= 30
+def test_every_builder_is_a_case_once():
+    """A bad input written but never listed would be silently untested; two cases of one id hide each other."""
+    import inspect
+    import sys
+
+    module = sys.modules[__name__]
+    builders = {f for name, f in vars(module).items()
+                if inspect.isfunction(f) and f.__module__ == __name__ and not name.startswith(("_", "test_"))}
+    listed = [c.build for c in CASES]
+    assert sorted(f.__name__ for f in builders - set(listed)) == []
+    assert len(listed) == len(set(listed)) and len({c.id for c in CASES}) == len(CASES)
 
 
 @needs_torch

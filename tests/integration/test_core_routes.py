@@ -82,6 +82,23 @@ def test_paddle2torch_verifies_against_paddle_not_the_intermediate_onnx(converte
     assert man["verification"]["passed"] is True
 
 
+def test_a_damaged_artifact_fails_the_same_verification(converted, damage, tmp_path):
+    """Negative controls: one conv scaled by 1.02 in the exported ONNX, two channels swapped in the torch
+    artifact's weights; verified against the Paddle source as above, each must FAIL."""
+    import shutil
+
+    name, src, onnx_res, _, p2t = converted
+    bad_onnx = tmp_path / "bad.onnx"
+    what = damage.damaged_onnx(onnx_res.artifact.path, bad_onnx, "conv x1.02")
+    rep = ocrconvert.verify(src, bad_onnx)
+    assert rep.verdict == "FAILED", f"{name}: {what} x1.02 slipped: {rep.summary_line()}"
+    bad_torch = tmp_path / "bad_torch"
+    shutil.copytree(p2t.artifact.path, bad_torch)
+    what = damage.damaged_safetensors(bad_torch, "channels swapped")
+    rep = ocrconvert.verify(src, bad_torch)
+    assert rep.verdict == "FAILED", f"{name}: {what} channels swapped slipped: {rep.summary_line()}"
+
+
 def test_artifacts_accept_other_batch_and_width(converted):
     name, src, onnx_res, torch_res, p2t = converted
     shape = MODELS[name][1]

@@ -62,9 +62,3 @@ def test_export_dims_come_from_the_family():
     assert sorted(export_dims("det-db", 4)) == [0, 2, 3]
     assert sorted(export_dims("rec-ctc", 4)) == [0, 3]
     assert sorted(export_dims("cls", 4)) == [0] and sorted(export_dims("det-db", 3)) == [0]
-
-
-def test_bench_asks_the_family(onnx_model):
-    from ocrconvert.bench import _family_shape
-
-    assert _family_shape([onnx_model("ppocrv4-cls-onnx")]) == (8, 3, 48, 192)

@@ -21,6 +21,7 @@ def test_bool_where_is_rewritten_exactly_and_runs_in_onnxruntime():
     with pytest.raises(Exception, match="Where"):
         ort.InferenceSession(model.SerializeToString())
     assert bool_where_to_int(model) == 1
+    assert model.graph.output[0].type.tensor_type.elem_type == TensorProto.BOOL  # the interface is unchanged
     onnx.checker.check_model(model)
     feed = {"c": np.array([1, 0, 1, 0], bool), "x": np.array([1, 1, 0, 0], bool), "y": np.array([0, 1, 1, 0], bool)}
     got = ort.InferenceSession(model.SerializeToString()).run(None, feed)[0]
@@ -31,4 +32,6 @@ def test_float_where_is_left_alone():
     model = _bool_where_model()
     for v in (*model.graph.input[1:], *model.graph.output):
         v.type.tensor_type.elem_type = TensorProto.FLOAT
+    before = model.SerializeToString()
     assert bool_where_to_int(model) == 0
+    assert model.SerializeToString() == before  # not a node, type or name touched

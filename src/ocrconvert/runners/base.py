@@ -1,7 +1,7 @@
 """The runner contract (after Polygraphy): lazy load, then ``infer(feed) -> dict[str, ndarray]``."""
 from __future__ import annotations
-import hashlib
 
+import hashlib
 import logging
 from functools import cached_property
 

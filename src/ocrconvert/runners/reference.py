@@ -6,7 +6,6 @@ JSON header; never unpickled.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
