@@ -10,6 +10,7 @@ How it measures (docs/benchmarks.md, "How bench measures"):
 * the children load in parallel (untimed; the load ends with one call, so a shape the variant rejects
   fails here), then are driven round-robin: in each round every variant makes its share of the timed
   calls while the others are frozen (SIGSTOP), the order rotating from round to round;
+* ``--threads N`` also pins every child to the same N CPUs;
 * per variant: median and p10/p90 of all timed calls; ratios against the first variant that ran are the
   medians of the per-round ratios (paired: the same round saw the same machine), with their p10/p90.
 
@@ -178,6 +179,12 @@ def check_device(device: str) -> str:
     return d
 
 
+def _ort_providers() -> list[str]:
+    from ._compat import require
+
+    return require("onnxruntime", "running ONNX models").get_available_providers()
+
+
 def plan_variants(path: Path, device: str, compile_: bool = True, half: bool = False,
                   compile_mode: str = "default") -> list[Variant]:
     """The variants of one artifact on ``device``; a backend that cannot run there is refused (exit 2)."""
@@ -189,6 +196,9 @@ def plan_variants(path: Path, device: str, compile_: bool = True, half: bool = F
             raise UsageError(f"{name}: the Paddle runner runs on the CPU only", hint="Bench it with --device cpu.")
         return [Variant(f"paddle ({name})", where, "paddle")]
     if art.format is Format.ONNX:
+        if cuda and "CUDAExecutionProvider" not in _ort_providers():
+            raise UsageError(f"{name}: this ONNX Runtime has no CUDA provider; it would run on the CPU",
+                             hint="Install onnxruntime-gpu, or bench it with --device cpu.")
         return [Variant(f"onnxruntime ({name})", where, "onnxruntime")]
     if art.format is Format.TORCH_GRAPH:
         out = [Variant(f"torch graph eager ({name})", where, "torch-graph")]
@@ -536,9 +546,9 @@ class _Loaded:
         if self.v.kind == "onnxruntime":
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.cuda else None
             r = runner_for(art, providers=providers, threads=threads)
-            if self.cuda and r.session.get_providers()[0] != "CUDAExecutionProvider":
-                raise UsageError("ONNX Runtime has no CUDA provider here: it would run on the CPU",
-                                 hint="Install onnxruntime-gpu, or bench with --device cpu.")
+            if self.cuda and r.session.get_providers()[0] != "CUDAExecutionProvider":  # listed, but did not start
+                raise UsageError("ONNX Runtime's CUDA provider did not start: it would run on the CPU",
+                                 hint="See the variant's log with --debug (cuDNN / CUDA libraries).")
         elif self.v.kind == "paddle":
             r = runner_for(art, threads=threads)
         else:

@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
               runs: Annotated[int, typer.Option("--runs", min=1, help="Timed calls per variant, all rounds together.")] = 20,
               rounds: Annotated[Optional[int], typer.Option("--rounds", min=1, help="Interleaved rounds the runs are split into (default: 5, at most --runs).")] = None,
               warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed calls before the first round (one more opens each later round when > 0).")] = 3,
-              threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads of every runtime (default: each runtime's own).")] = None,
+              threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads of every runtime, every variant pinned to the same N CPUs (default: each runtime's own threads, no pinning).")] = None,
               no_compile: Annotated[bool, typer.Option("--no-compile", help="Skip torch.compile variants.")] = False,
               compile_mode: Annotated[str, typer.Option("--compile-mode", help="torch.compile mode: default, reduce-overhead, max-autotune")] = "default",
               half: Annotated[bool, typer.Option("--half", help="Add fp16 variants of the native PyTorch model.")] = False,
@@ -71,9 +71,11 @@ def register(app: typer.Typer) -> None:
 
         Every variant runs in its own process, in interleaved rounds; its peak memory is its own.
 
-        Exit codes: 0 every variant ran; 2 usage (bad options, --device cuda without a visible CUDA device,
-        a backend that cannot run on that device); 5 one or more variants failed (all of them included):
-        the others are still measured and reported, with each failure in the note column / "error".
+        Exit 0: every variant ran.
+
+        Exit 2 (before any work): bad options, --device cuda with no visible CUDA device, a backend that cannot run there.
+
+        Exit 5: one or more variants failed (or all did); the others are still measured and reported.
         """
         from ..bench import run_bench
 
