@@ -77,7 +77,8 @@ def read_yaml_config(path: Path | None) -> dict:
 def source_record(source) -> dict:
     """Path, format and digest of a source; a VLM tower built from seeded random weights has no file."""
     path = Path(source.path)
-    exists = path.exists()
+    # a VLM tower with seeded random weights has no file: a same-named folder in the cwd is not it
+    exists = path.exists() and not (source.format.value == "vlm-tower" and not source.meta.get("checkpoint"))
     return {"path": str(path.resolve()) if exists else str(path), "format": source.format.value,
             "sha256": sha256_artifact(path) if exists else None,
             **({"model": source.meta["model"]} if "model" in source.meta else {})}

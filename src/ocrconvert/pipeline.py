@@ -172,7 +172,8 @@ def convert(
         raise UsageError("; ".join(problems), hint="Run on a machine that has it, or change the options.")
     names = [s.key.name for s in chosen]
     dest_path = final_path(output, target)
-    sources = [a.path for a in {id(src): src, id(reference): reference}.values() if a.format is not Format.VLM_TOWER]
+    sources = [a.path for a in {id(src): src, id(reference): reference}.values()
+               if a.format is not Format.VLM_TOWER or a.meta.get("checkpoint")]  # a checkpoint folder is a source too
     manifest = new_manifest(reference, options=options)
     if reference.format is Format.REFERENCE:  # provenance is the model the reference was recorded from
         manifest["verified_against"] = manifest["source"]
