@@ -26,7 +26,7 @@ def test_paddle2torch_picks_native_and_verifies_fused_and_trainable_forms(native
     assert res.report.target_backend == "torch-native (fused)"
     assert [r.target_backend for r in res.report.extra_reports] == ["torch-native (trainable)"]
     man = json.loads((res.artifact.path / "ocrconvert.json").read_text())
-    mapping = man["hops"][0]["mapping_report"]
+    mapping = man["hops"][0]["produced"]["mapping_report"]
     assert mapping["complete"] and mapping["unmapped_source"] == [] and mapping["unset_target"] == []
     assert man["verification"]["passed"] and man["verification_trainable_form"]["passed"]
     assert json.loads((res.artifact.path / "config.json").read_text())["model_type"] == "pp_ocrv5_mobile_rec"
