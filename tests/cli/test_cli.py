@@ -133,7 +133,10 @@ def test_parity_failure_exits_6_and_never_commits_under_the_final_name(cli, zoo,
     assert any(not c["passed"] for c in man["verification"]["cases"])
     with pytest.raises(ParityError):
         ocrconvert.load(failed)
-    assert ocrconvert.load(failed, allow_failed=True).infer  # kept for examination, on request
+    import numpy as np
+
+    out = ocrconvert.load(failed, allow_failed=True).infer({"x": np.zeros((2, 3, 48, 192), np.float32)})
+    assert next(iter(out.values())).shape == (2, 2)  # kept for examination, on request
     d = json.loads(cli("onnx2torch", zoo("ppocrv4-cls-onnx"), "-o", tmp_path / "s2.onnx", "--atol", "0", "--rtol",
                        "0", "--json", check=6).stdout)
     assert d["passed"] is False and d["verification"]["passed"] is False

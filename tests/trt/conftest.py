@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from fake_tensorrt import install_fake_tensorrt  # noqa: F401 - fixtures below use it
+
 import pytest
 
 # Calibration text differs from the verification lines (families/imaging.SAMPLE_LINES): calibrate on one
@@ -20,24 +22,6 @@ def onnx_model(zoo):
     """``onnx_model(name)`` -> the zoo model's ``model.onnx`` (pulled once into $OCRCONVERT_CACHE; a failed pull
     fails the test, it is never a skip)."""
     return lambda name: zoo(name) / "model.onnx"
-
-
-def install_fake_tensorrt(monkeypatch, major: int):
-    """Put the fake TensorRT ``major`` where ``import tensorrt`` finds it and host memory where the TensorRT
-    path takes its CUDA buffers; the trt-build route sees TensorRT as installed. Undone after the test."""
-    import fake_tensorrt
-
-    from ocrconvert.pipeline import available_converters
-    from ocrconvert.runners import tensorrt as trt_runtime
-
-    mod = fake_tensorrt.make(major)
-    monkeypatch.setitem(sys.modules, "tensorrt", mod)
-    monkeypatch.setattr(trt_runtime, "cuda", fake_tensorrt.HostCuda)
-    monkeypatch.setattr(trt_runtime, "_LOGGER", None)
-    for spec in available_converters():
-        if spec.requires:
-            monkeypatch.setattr(spec, "_missing", None)   # looked up again: now with the fake installed
-    return mod
 
 
 @pytest.fixture(params=[10, 11], ids=["trt10", "trt11"])

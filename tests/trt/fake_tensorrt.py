@@ -775,3 +775,19 @@ class HostCuda:
 
     def synchronize(self) -> None:
         pass
+
+
+def install_fake_tensorrt(monkeypatch, major: int):
+    """Put the fake TensorRT ``major`` where ``import tensorrt`` finds it and host memory where the TensorRT
+    path takes its CUDA buffers; the trt-build route sees TensorRT as installed. Undone after the test."""
+    from ocrconvert.pipeline import available_converters
+    from ocrconvert.runners import tensorrt as trt_runtime
+
+    mod = make(major)
+    monkeypatch.setitem(sys.modules, "tensorrt", mod)
+    monkeypatch.setattr(trt_runtime, "cuda", HostCuda)
+    monkeypatch.setattr(trt_runtime, "_LOGGER", None)
+    for spec in available_converters():
+        if spec.requires:
+            monkeypatch.setattr(spec, "_missing", None)   # looked up again: now with the fake installed
+    return mod

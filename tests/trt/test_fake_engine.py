@@ -92,7 +92,8 @@ def test_engine_builds_verifies_loads_and_runs(fake_trt, onnx_model, tmp_path, p
     assert eng["timing_cache"]["loaded_bytes"] == 0 and eng["timing_cache"]["saved_bytes"] == cache.stat().st_size
     facts, model = engine_contents(engine)
     assert facts["profiles"] == [{"x": [[1, 3, 48, 192], [8, 3, 48, 192], [16, 3, 48, 192]]}]
-    assert "TF32" not in facts["flags"] if precision == "fp32" else True   # fp32 clears TF32
+    if precision == "fp32":
+        assert "TF32" not in facts["flags"]   # fp32 clears TF32
     if major == 10:   # weakly typed FP32 network, precision by builder flag
         assert eng["network"].startswith("weakly-typed") and facts["strongly_typed"] is False
         assert eng["builder_flags"] == (["FP16"] if precision == "fp16" else [])
@@ -179,7 +180,7 @@ def test_damaged_engine_fails_verification_and_lands_failed(monkeypatch, onnx_mo
     from onnx import numpy_helper
     import onnx
 
-    from conftest import install_fake_tensorrt
+    from fake_tensorrt import install_fake_tensorrt
     from ocrconvert.converters import onnx_trt
 
     install_fake_tensorrt(monkeypatch, major)
@@ -219,7 +220,7 @@ def test_cli_json_stdout_is_one_document(fake_trt10, onnx_model, tmp_path, capsy
 def test_engine_of_another_version_or_gpu_is_refused(monkeypatch, onnx_model, tmp_path):
     import ocrconvert
 
-    from conftest import install_fake_tensorrt
+    from fake_tensorrt import install_fake_tensorrt
 
     trt10 = install_fake_tensorrt(monkeypatch, 10)
     engine = tmp_path / "m.engine"
