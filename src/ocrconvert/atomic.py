@@ -109,6 +109,47 @@ def check_output(path: Path, *, is_dir: bool, sources=(), force: bool = False) -
                              hint="Pass --force to replace it, or choose another output.")
 
 
+class FileLock:
+    """An exclusive, non-blocking flock on a lock file that goes away with its holder: a second holder gets a
+    usage error (exit 2) instead of waiting. The file is unlinked on release, so a waiter re-checks that the
+    file it locked is still the live one."""
+
+    def __init__(self, path: Path, *, busy: str, hint: str):
+        self.path, self.busy, self.hint = Path(path), busy, hint
+        self.fd: int | None = None
+
+    def acquire(self) -> "FileLock":
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise UsageError(self.busy, hint=self.hint) from None
+            try:
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    self.fd = fd
+                    return self
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "FileLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 class OutputSlot:
     """Lock + staging + commit for one final artifact path (a file or a folder)."""
 
@@ -118,7 +159,7 @@ class OutputSlot:
         self.sources = list(sources)
         self.force = force
         self.stage: Path | None = None
-        self._lock_fd: int | None = None
+        self._file_lock: FileLock | None = None
         self._created: list[Path] = []
         self._tag = _tag(self.path)
 
@@ -154,31 +195,14 @@ class OutputSlot:
                     break
 
     def _lock(self) -> None:
-        lock = self.path.parent / f"{_PREFIX}{self._tag}.lock"
-        while True:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise UsageError(f"another ocrconvert run is writing {self.path}",
-                                 hint="Wait for it to finish, or choose another output.") from None
-            try:  # the holder before us may have unlinked the file we opened: lock the live one
-                if os.stat(lock).st_ino == os.fstat(fd).st_ino:
-                    self._lock_fd, self._lock_path = fd, lock
-                    return
-            except FileNotFoundError:
-                pass
-            os.close(fd)
+        self._file_lock = FileLock(self.path.parent / f"{_PREFIX}{self._tag}.lock",
+                                   busy=f"another ocrconvert run is writing {self.path}",
+                                   hint="Wait for it to finish, or choose another output.").acquire()
 
     def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            try:
-                os.unlink(self._lock_path)
-            except OSError:
-                pass
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._file_lock is not None:
+            self._file_lock.release()
+            self._file_lock = None
 
     def _remove_stale(self) -> None:
         """Staging and swap folders of this output left by a killed run (we hold the lock: none is live)."""
@@ -235,4 +259,4 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         raise
 
 
-__all__ = ["OutputSlot", "check_output", "failed_path", "is_ours", "write_atomic", "FAILED_TAG"]
+__all__ = ["FileLock", "OutputSlot", "check_output", "failed_path", "is_ours", "write_atomic", "FAILED_TAG"]

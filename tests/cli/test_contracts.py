@@ -132,8 +132,8 @@ def test_stale_staging_of_a_killed_run_is_removed_by_the_next_run(cls_onnx, tmp_
     slot = OutputSlot(out, is_dir=True).__enter__()
     stale = slot.stage
     (stale / "half-written").write_text("x")
-    os.close(slot._lock_fd)  # the process "died": its lock is released, its staging stays
-    slot._lock_fd = None
+    os.close(slot._file_lock.fd)  # the process "died": its lock is released, its staging stays
+    slot._file_lock = None
     assert run_cli("onnx2torch", cls_onnx, "-o", out, "--no-verify").code == 0
     assert not stale.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o", "src"]

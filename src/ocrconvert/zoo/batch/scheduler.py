@@ -12,7 +12,6 @@ output slot of every job is swept under its lock (stale staging, swap folders an
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from ...atomic import FileLock
 from ...errors import ExitCode, OcrConvertError, UsageError
 from . import killpoints
 from .config import BatchConfig, JobSpec, is_zoo_name
@@ -82,7 +82,8 @@ def run_batch(config: BatchConfig, *, jobs: int = 1, resume: bool = False, timeo
     specs = [replace(j, timeout=timeout or j.timeout, seed=j.seed if seed is None else seed) for j in config.jobs]
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t_start = time.monotonic()
-    with _BatchLock(state_dir / LOCK_FILE, config.output):
+    with FileLock(state_dir / LOCK_FILE, busy=f"another batch is running on {config.output}",
+                  hint="Wait for it to finish, or give this config another output."):
         ctx = RunContext(parallel, max(1, (os.cpu_count() or 1) // parallel), state_dir, logs_dir, tool_versions(),
                          resume, killpoints.armed(), on_event or (lambda kind, rec: None),
                          DigestCache(state_dir / DIGESTS_FILE))
@@ -276,37 +277,6 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)  # a worker leads its own group
     except (ProcessLookupError, PermissionError):
         pass
-
-
-class _BatchLock:
-    """One batch at a time per output folder (flock; the file goes when the batch ends)."""
-
-    def __init__(self, path: Path, output: Path):
-        self.path, self.output, self.fd = path, output, None
-
-    def __enter__(self) -> "_BatchLock":
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise UsageError(f"another batch is running on {self.output}",
-                                 hint="Wait for it to finish, or give this config another output.") from None
-            try:  # the holder before us may have unlinked the file we opened: lock the live one
-                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
-                    self.fd = fd
-                    return self
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-
-    def __exit__(self, *exc) -> None:
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
-        os.close(self.fd)
 
 
 # ------------------------------------------------------------------------------------- running
