@@ -123,9 +123,22 @@ def line_crops(img, min_gap: int = 2) -> list:
     return crops
 
 
-def load_images(folder: str | Path) -> list[tuple[str, "object"]]:
-    from PIL import Image, UnidentifiedImageError
+def open_image(path: Path):
+    """One image file as RGB (transparency on white), or a usage error naming the file: PIL reports a bad
+    file through many exception types (OSError, SyntaxError, ValueError, its DecompressionBombError)."""
+    from PIL import Image
 
+    from ..errors import UsageError
+
+    try:
+        with Image.open(path) as im:
+            return to_rgb(im)
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise UsageError(f"{path} is not a readable image: {type(exc).__name__}: {exc}",
+                         hint="Remove it or replace it with a PNG/JPEG/BMP/TIFF/WebP file.") from None
+
+
+def load_images(folder: str | Path) -> list[tuple[str, "object"]]:
     from ..errors import UsageError
 
     folder = Path(folder)
@@ -135,11 +148,7 @@ def load_images(folder: str | Path) -> list[tuple[str, "object"]]:
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
             continue
-        try:
-            with Image.open(p) as im:
-                out.append((p.name, to_rgb(im)))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise UsageError(f"{p} is not a readable image: {exc}") from None
+        out.append((p.name, open_image(p)))
     if not out:
         raise UsageError(f"--images {folder} holds no images (.png/.jpg/.bmp/.tif/.webp)")
     return out

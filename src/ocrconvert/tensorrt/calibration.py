@@ -51,7 +51,7 @@ def calibration_batches(folder: str | Path, family: Family, profiles: list[Shape
                         limit: int | None = None) -> CalibrationSet:
     """Real images, preprocessed as the family expects (``Family.calibration_input``), batched at the
     profile's opt shape."""
-    from PIL import Image, UnidentifiedImageError
+    from ..families.imaging import open_image
 
     if len(profiles) != 1 or len(profiles[0].opt) != 4:
         raise UsageError("INT8 calibration from images needs a model with one NCHW image input",
@@ -68,12 +68,7 @@ def calibration_batches(folder: str | Path, family: Family, profiles: list[Shape
                               f"batch with --shapes {prof.name}:...")
     arrays = []
     for p in files:
-        try:
-            with Image.open(p) as im:
-                img = im.convert("RGB")
-        except (UnidentifiedImageError, OSError) as exc:
-            raise UsageError(f"{p} is not a readable image: {exc}") from None
-        arrays.append(family.calibration_input(img, prof.opt))
+        arrays.append(family.calibration_input(open_image(p), prof.opt))
     usable = len(arrays) // batch * batch
     if usable < len(arrays):
         log.info("calibration: dropping the last %d image(s) to keep full batches of %d", len(arrays) - usable, batch)
