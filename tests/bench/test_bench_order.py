@@ -57,11 +57,16 @@ def noise_floor(cls_onnx):
     return _by_variant(json.loads(p.stdout))
 
 
-def test_ratio_does_not_depend_on_the_order(both_orders):
+def test_ratio_does_not_depend_on_the_order(both_orders, noise_floor):
     ab, ba = both_orders
     torch_over_ort = _interval(ab["torch graph eager"])                  # bench ORT TORCH: torch / ORT
     torch_over_ort_reversed = _inverse(_interval(ba["onnxruntime"]))   # bench TORCH ORT: 1 / (ORT / torch)
-    assert _overlap(torch_over_ort, torch_over_ort_reversed), (torch_over_ort, torch_over_ort_reversed)
+    # the two orders run at once on two different cores: widen each range by the machine's own ratio noise,
+    # measured in the same session as ORT against itself (a core-to-core drift the per-run spread cannot see)
+    floor = _interval(noise_floor["onnxruntime #2"])
+    drift = max(floor[1], 1 / floor[0], 1.1)  # at least the ±10 % run-to-run noise of 2 shared cores (docs/benchmarks.md)
+    widened = (torch_over_ort[0] / drift, torch_over_ort[1] * drift)
+    assert _overlap(widened, torch_over_ort_reversed), (torch_over_ort, torch_over_ort_reversed, drift)
     assert torch_over_ort[0] > 1 and torch_over_ort_reversed[0] > 1    # torch eager is the slower here
 
 
