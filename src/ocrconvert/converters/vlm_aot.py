@@ -13,7 +13,7 @@ from .._compat import version_of
 from ..errors import UsageError
 from ..formats import Artifact, Format
 from ..options import Precision
-from ..registry import Converter, HopResult, VerificationPolicy, register_converter
+from ..registry import HopResult, VerificationPolicy, register_converter
 from ..vlm import export as vlm_export
 from ..vlm.export import VlmExportOptions
 
@@ -31,12 +31,8 @@ class VlmAotOptions(VlmExportOptions):
 
 @register_converter("vlm", "torch-aot", "vlm-aot", options=VlmAotOptions, requires=("torch", "transformers"),
                     description="VLM vision tower -> AOTInductor package (.pt2) for any image size; fp32/fp16/bf16")
-class VlmTowerToAot(Converter):
+class VlmTowerToAot(vlm_export.TowerConverter):
     tool = "torch.export + AOTInductor"
-
-    def check(self, source: Artifact, options: VlmAotOptions) -> list[str]:
-        vlm_export.ExportJob.resolve(source, options)  # option values the family cannot honour: exit 2
-        return []
 
     def convert(self, source: Artifact, dest: Path, options: VlmAotOptions) -> HopResult:
         job = vlm_export.ExportJob.resolve(source, options)

@@ -13,7 +13,7 @@ from .._compat import version_of
 from ..errors import UsageError
 from ..formats import Artifact, Format
 from ..options import Precision, check_opset
-from ..registry import Converter, HopResult, VerificationPolicy, register_converter
+from ..registry import HopResult, VerificationPolicy, register_converter
 from ..vlm import export as vlm_export
 from ..vlm.export import VlmExportOptions
 
@@ -35,12 +35,8 @@ class VlmOnnxOptions(VlmExportOptions):
 
 @register_converter("vlm", "onnx", "vlm-onnx", options=VlmOnnxOptions, requires=("torch", "transformers", "onnxscript"),
                     description="VLM vision tower -> one ONNX for any image size (blocked attention as a Loop)")
-class VlmTowerToOnnx(Converter):
+class VlmTowerToOnnx(vlm_export.TowerConverter):
     tool = "torch.onnx.export(dynamo=True)"
-
-    def check(self, source: Artifact, options: VlmOnnxOptions) -> list[str]:
-        vlm_export.ExportJob.resolve(source, options)  # option values the family cannot honour: exit 2
-        return []
 
     def convert(self, source: Artifact, dest: Path, options: VlmOnnxOptions) -> HopResult:
         job = vlm_export.ExportJob.resolve(source, options)

@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import ConversionError, UsageError
 from ..formats import Artifact, Format
 from ..options import Precision, RouteOptions
+from ..registry import Converter
 from ..verification.compare import Tolerances, compare_arrays
 from ..verification.report import CaseResult, ParityReport
 from . import family
@@ -386,3 +387,11 @@ def _fp32_reference_on(tower, device: str) -> None:
 
 __all__ = ["VlmExportOptions", "ExportJob", "TowerVerifier", "verify_encoder", "export_onnx", "export_aot",
            "at_precision", "seeded_image", "parse_size", "size_problem", "check_device", "REDUCED", "OUTPUTS"]
+
+
+class TowerConverter(Converter):
+    """What both VLM tower routes share: option values the family cannot honour are refused before any work."""
+
+    def check(self, source, options) -> list[str]:
+        ExportJob.resolve(source, options)  # raises UsageError (exit 2)
+        return []
