@@ -104,3 +104,12 @@ def from_os_error(exc: OSError, action: str = "") -> OcrConvertError:
         return UsageError(f"cannot write {what}: the name is too long for the file system",
                           hint="Choose a shorter output name.")
     return UsageError(f"cannot write {what}: {reason}", hint="Choose another -o/--output location.")
+
+
+def from_os_read_error(exc: OSError, what: str = "") -> OcrConvertError:
+    """An OS error met while reading a user's file (a name too long, a link that leads nowhere or loops, no
+    permission) as a usage error naming the file and the system's reason; never 'cannot write'."""
+    where = what or exc.filename or "an input"
+    reason = exc.strerror or type(exc).__name__
+    return ModelNotFoundError(f"cannot read {where}: {reason}",
+                              hint="Check the path: it must name a readable file or folder.")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from .errors import CorruptModelError, ModelNotFoundError, UnsupportedModelError
+from .errors import CorruptModelError, ModelNotFoundError, UnsupportedModelError, from_os_read_error
 
 
 class Format(str, Enum):
@@ -57,7 +57,12 @@ class Artifact:
 
 
 def _need_nonempty(p: Path) -> Path:
-    if p.stat().st_size == 0:
+    try:
+        size = p.stat().st_size
+    except OSError as exc:  # a link that leads nowhere or loops (glob lists it, is_file() says no)
+        raise CorruptModelError(f"cannot read {p}: {exc.strerror or type(exc).__name__}",
+                                hint="A model file is a link to nowhere; fetch the model again.") from None
+    if size == 0:
         raise CorruptModelError(f"{p} is empty")
     return p
 
@@ -96,7 +101,17 @@ def _paddle_in_dir(folder: Path) -> Artifact | None:
 
 def detect(path: str | Path) -> Artifact:
     """Return the ``Artifact`` for a model path, or raise a user error saying why not."""
-    p = Path(path).expanduser()
+    try:
+        p = Path(path).expanduser()
+    except RuntimeError:  # ~name of a user the system does not know
+        raise ModelNotFoundError(f"{path} does not exist: its home folder is unknown") from None
+    try:
+        return _detect(p)
+    except OSError as exc:  # a name too long, no permission: the path cannot be read, nothing was written
+        raise from_os_read_error(exc, str(exc.filename or p)) from None
+
+
+def _detect(p: Path) -> Artifact:
     if not p.exists():
         raise ModelNotFoundError(f"{p} does not exist")
     if p.is_file():
@@ -145,7 +160,7 @@ def detect(path: str | Path) -> Artifact:
         return art
     onnx_files = sorted(p.glob("*.onnx"))
     if len(onnx_files) == 1:
-        return detect(onnx_files[0])
+        return _detect(onnx_files[0])
     if len(onnx_files) > 1:
         raise ModelNotFoundError(
             f"{p} holds {len(onnx_files)} .onnx files; which one?",

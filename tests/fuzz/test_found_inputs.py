@@ -64,14 +64,12 @@ def _external(path: Path, location: str, offset: str = "0", length: str = "16") 
 
 
 # ------------------------------------------------------------------------------------------ formats.detect
-@bug(RuntimeError, "formats.py detect: Path.expanduser() raises RuntimeError for ~unknown-user")
 def test_detect_home_of_an_unknown_user():
     from ocrconvert.formats import detect
 
     reads_cleanly(detect, "~ocx-no-such-user/model.onnx")
 
 
-@bug(OSError, "formats.py detect: p.exists() raises ENAMETOOLONG (the CLI then says 'cannot write' a model it reads)")
 def test_detect_a_name_too_long(tmp_path):
     from ocrconvert.formats import detect
 
@@ -79,7 +77,6 @@ def test_detect_a_name_too_long(tmp_path):
 
 
 @pytest.mark.parametrize("target", ["gone", "inference.pdiparams"], ids=["dangling", "a-loop"])
-@bug(OSError, "formats.py _need_nonempty: stat() of a .pdiparams symlink that leads nowhere (ENOENT, ELOOP)")
 def test_detect_weights_link_to_nowhere(tmp_path, target):
     from ocrconvert.formats import detect
 
