@@ -19,19 +19,50 @@ def _tensors_with_external_data(model):
             yield t
 
 
+def _external_info(t) -> dict[str, str]:
+    """A tensor's external-data entries; protobuf hands strings that are not UTF-8 back as bytes."""
+    info = {}
+    for e in t.external_data:
+        if not isinstance(e.key, str) or not isinstance(e.value, str) or "\0" in e.value:
+            raise CorruptModelError(f"tensor {t.name!r} has an external-data entry that is not a readable name")
+        info[e.key] = e.value
+    return info
+
+
+def _extent(t, info: dict[str, str], size: int) -> None:
+    """``offset`` and ``length`` must be whole numbers that stay inside the data file (onnx trusts them)."""
+    try:
+        offset, length = int(info.get("offset") or 0), int(info.get("length") or size)
+    except ValueError:
+        raise CorruptModelError(f"tensor {t.name!r} has an external-data offset or length that is not a "
+                                f"number: {info.get('offset')!r}, {info.get('length')!r}") from None
+    if offset < 0 or length < 0 or offset + length > size:
+        raise CorruptModelError(f"tensor {t.name!r} reads bytes {offset:,}..{offset + length:,} of "
+                                f"{info.get('location')!r}, which holds {size:,}")
+
+
 def check_external_data(model, base_dir: Path) -> None:
-    """Refuse external-data locations that leave the model's folder (absolute, '..', symlinks)."""
+    """Refuse external-data locations that leave the model's folder (absolute, '..', symlinks) and extents
+    that leave their file."""
     base = base_dir.resolve()
     for t in _tensors_with_external_data(model):
-        loc = next((e.value for e in t.external_data if e.key == "location"), "")
-        target = (base / loc).resolve()
-        if os.path.isabs(loc) or not str(target).startswith(str(base) + os.sep):
+        info = _external_info(t)
+        loc = info.get("location", "")
+        try:
+            target = (base / loc).resolve()
+            outside = os.path.isabs(loc) or not str(target).startswith(str(base) + os.sep)
+            size = None if outside or not target.is_file() else target.stat().st_size
+        except OSError as exc:  # a name too long for the file system, a link loop
+            raise CorruptModelError(f"tensor {t.name!r} needs external data file {loc!r}, which cannot be read: "
+                                    f"{exc.strerror or type(exc).__name__}") from None
+        if outside:
             raise UnsupportedModelError(
                 f"tensor {t.name!r} reads external data from {loc!r}, outside the model folder {base}",
                 hint="External data files must sit inside the model's own folder.",
             )
-        if not target.is_file():
+        if size is None:
             raise CorruptModelError(f"tensor {t.name!r} needs external data file {loc!r}, which is missing")
+        _extent(t, info, size)
 
 
 def load_onnx(path: str | Path, *, load_weights: bool = True):
@@ -50,7 +81,10 @@ def load_onnx(path: str | Path, *, load_weights: bool = True):
         from onnx.external_data_helper import load_external_data_for_model
 
         if any(True for _ in _tensors_with_external_data(model)):
-            load_external_data_for_model(model, str(path.parent))
+            try:
+                load_external_data_for_model(model, str(path.parent))
+            except (OSError, ValueError) as exc:
+                raise CorruptModelError(f"{path}: its external data cannot be read: {exc}") from None
     return model
 
 
