@@ -112,6 +112,70 @@ def read_manifest(path: Path) -> dict | None:
         return None
     try:
         data = json.loads(mp.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{mp} is not a valid manifest: {exc}") from None
-    return data if isinstance(data, dict) else None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise UsageError(f"{mp} is not a valid manifest: {type(exc).__name__}: {str(exc)[:200]}",
+                         hint=_DAMAGED) from None
+    if not isinstance(data, dict):
+        return None
+    problem = _layout_problem(data)
+    if problem:
+        raise UsageError(f"{mp} is not a valid manifest: {problem}", hint=_DAMAGED)
+    return data
+
+
+_DAMAGED = "The sidecar manifest is damaged or was not written by ocrconvert; convert again (--force)."
+_OPT_STR = (str, type(None))
+_RECORD = {"path": _OPT_STR, "format": _OPT_STR, "sha256": _OPT_STR, "model": _OPT_STR}
+_SPEC = {"name": str, "dtype": str, "shape": list}
+
+
+def _fields(value, types: dict, where: str) -> str | None:
+    """None when ``value`` is a mapping whose listed keys, where present, have the listed types."""
+    if not isinstance(value, dict):
+        return f"{where} should be an object, not {type(value).__name__}"
+    for key, want in types.items():
+        if key in value and not isinstance(value[key], want):
+            return f"{where}.{key} should not be {type(value[key]).__name__}"
+    return None
+
+
+def _layout_problem(man: dict) -> str | None:
+    """The fields the readers use (load, describe, runners, batch resume, original_source), checked here once
+    so that none of them meets a value of the wrong type; None when the layout is sound."""
+    for key in ("source", "artifact", "input", "verified_against"):
+        if man.get(key) is not None and (why := _fields(man[key], _RECORD, key)):
+            return why
+    for key in ("status", "precision", "created"):
+        if not isinstance(man.get(key), _OPT_STR):
+            return f"{key} should be a string, not {type(man[key]).__name__}"
+    for key in ("verification", "engine", "aot", "tensorrt_plan", "options", "environment"):
+        if man.get(key) is not None and not isinstance(man[key], dict):
+            return f"{key} should be an object, not {type(man[key]).__name__}"
+    if (why := _fields(man.get("verification") or {}, {"passed": (bool, type(None)), "summary": _OPT_STR},
+                       "verification")):
+        return why
+    hops = man.get("hops", [])
+    if not isinstance(hops, list):
+        return f"hops should be a list, not {type(hops).__name__}"
+    for i, hop in enumerate(hops):
+        if (why := _fields(hop, {"converter": _OPT_STR, "options": dict, "produced": dict}, f"hops[{i}]")):
+            return why
+    meta = man.get("model_metadata") or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        return "model_metadata should be an object of strings"
+    io = man.get("io") or {}
+    if (why := _fields(io, {"inputs": list, "outputs": list}, "io")):
+        return why
+    for key in ("inputs", "outputs"):
+        for i, spec in enumerate(io.get(key) or []):
+            where = f"io.{key}[{i}]"
+            if (why := _fields(spec, _SPEC, where)):
+                return why
+            if "name" not in spec or "shape" not in spec:
+                return f"{where} needs a name and a shape"
+            if not all(isinstance(d, (int, str, type(None))) and not isinstance(d, bool) for d in spec["shape"]):
+                return f"{where}.shape should hold whole numbers, names or nulls"
+    aot = man.get("aot") or {}
+    if (why := _fields(aot, {"device": _OPT_STR, "example_shape": (list, type(None)), "dynamic_axes": list}, "aot")):
+        return why
+    return None

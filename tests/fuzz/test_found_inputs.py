@@ -266,39 +266,33 @@ def _with_manifest(tmp_path: Path, manifest) -> Path:
     return art
 
 
-@bug(RecursionError, "manifest.py read_manifest: json.loads of a deeply nested manifest")
 def test_manifest_nested_too_deep(tmp_path):
     from ocrconvert.manifest import read_manifest
 
     reads_cleanly(read_manifest, _with_manifest(tmp_path, "[" * 100_000 + "]" * 100_000))
 
 
-@bug(AttributeError, "runners/__init__.py load: (man.get('verification') or {}).get(...) on a list")
 def test_manifest_verification_not_a_mapping(tmp_path):
     from ocrconvert.runners import load
 
     reads_cleanly(load, _with_manifest(tmp_path, {"verification": [1]}))
 
 
-@pytest.mark.parametrize("source, raises", [("a string", AttributeError), ({"path": 5}, TypeError)],
-                         ids=["source-a-string", "path-a-number"])
-def test_manifest_source_of_the_wrong_type(tmp_path, source, raises, request):
+@pytest.mark.parametrize("source", ["a string", {"path": 5}], ids=["source-a-string", "path-a-number"])
+def test_manifest_source_of_the_wrong_type(tmp_path, source):
     from ocrconvert.formats import detect
     from ocrconvert.pipeline import original_source
 
-    request.node.add_marker(bug(raises, "pipeline.py original_source: man['source'] used as a mapping of str"))
     reads_cleanly(original_source, detect(_with_manifest(tmp_path, {"source": source})))
 
 
-@pytest.mark.parametrize("hops, raises", [(5, TypeError), ([1], AttributeError)], ids=["hops-a-number", "hop-a-number"])
-def test_manifest_hops_of_the_wrong_type(tmp_path, hops, raises, request):
+@pytest.mark.parametrize("hops", [5, [1]], ids=["hops-a-number", "hop-a-number"])
+def test_manifest_hops_of_the_wrong_type(tmp_path, hops):
     from ocrconvert.describe import describe
 
-    request.node.add_marker(bug(raises, "describe.py describe: h.get('converter') for h in man.get('hops', [])"))
     reads_cleanly(describe, _with_manifest(tmp_path, {"hops": hops}))
 
 
-@bug(AttributeError, "zoo/batch/fingerprint.py verified_on_disk: (man.get('verification') or {}).get(...) on a number")
 def test_batch_resume_manifest_verification_not_a_mapping(tmp_path):
     import onnx
 
@@ -315,7 +309,6 @@ def test_batch_resume_manifest_verification_not_a_mapping(tmp_path):
     reads_cleanly(verified_on_disk, JobSpec(id="m.torch", model=str(tmp_path / "m.onnx"), target="torch", output=art))
 
 
-@bug(AttributeError, "runners/torch.py TorchNativeRunner._io / metadata: .get() on a manifest that is not a mapping")
 def test_native_folder_manifest_io_not_a_mapping(tmp_path):
     from ocrconvert.formats import detect
     from ocrconvert.runners import runner_for

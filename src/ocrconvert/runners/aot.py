@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from functools import cached_property
 
 import numpy as np
@@ -8,7 +7,7 @@ import numpy as np
 from .._compat import require
 from ..errors import ConversionError, CorruptModelError
 from ..families.base import TensorSpec
-from ..manifest import manifest_path
+from ..manifest import read_manifest
 from .base import Runner
 
 
@@ -24,16 +23,15 @@ class AotRunner(Runner):
 
     @cached_property
     def manifest(self) -> dict:
-        mp = manifest_path(self.artifact.path)
-        return json.loads(mp.read_text()) if mp.is_file() else {}
+        return read_manifest(self.artifact.path) or {}
 
     @property
     def device(self) -> str:
-        return self._device or self.manifest.get("aot", {}).get("device") or "cpu"
+        return self._device or (self.manifest.get("aot") or {}).get("device") or "cpu"
 
     def _specs(self, key):
         return [TensorSpec(s["name"], tuple(d if isinstance(d, int) else None for d in s["shape"]), s.get("dtype", "float32"))
-                for s in self.manifest.get("io", {}).get(key, [])] or [TensorSpec("x" if key == "inputs" else "output", ())]
+                for s in (self.manifest.get("io") or {}).get(key, [])] or [TensorSpec("x" if key == "inputs" else "output", ())]
 
     @cached_property
     def inputs(self):
@@ -44,7 +42,7 @@ class AotRunner(Runner):
         return self._specs("outputs")
 
     def metadata(self):
-        return self.manifest.get("model_metadata", {})
+        return dict(self.manifest.get("model_metadata") or {})
 
     def _check_provenance(self) -> None:
         """Loading a .pt2 dlopens the native code inside it: only packages ocrconvert built (manifest
@@ -76,7 +74,7 @@ class AotRunner(Runner):
         """AOTInductor does not check static dims at run time (it returns garbage): we do."""
         from ..errors import UsageError
 
-        aot = self.manifest.get("aot", {})
+        aot = (self.manifest.get("aot") or {})
         example, dynamic = aot.get("example_shape"), set(aot.get("dynamic_axes", []))
         if example is None:
             return

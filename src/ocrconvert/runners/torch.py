@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import os
 from functools import cached_property
 
@@ -9,7 +8,6 @@ import numpy as np
 from .._compat import require
 from ..errors import ConversionError
 from ..families.base import TensorSpec
-from ..formats import MANIFEST_FILE
 from .base import Runner
 
 
@@ -110,11 +108,14 @@ class TorchNativeRunner(_TorchRunner):
         self.fused = fused
 
     @cached_property
+    def _manifest(self) -> dict:
+        from ..manifest import read_manifest
+
+        return read_manifest(self.artifact.path) or {}
+
+    @cached_property
     def _io(self) -> dict:
-        p = self.artifact.path / MANIFEST_FILE
-        if p.is_file():
-            return json.loads(p.read_text()).get("io", {})
-        return {}
+        return self._manifest.get("io") or {}
 
     @cached_property
     def inputs(self):
@@ -129,10 +130,7 @@ class TorchNativeRunner(_TorchRunner):
                            s.get("dtype", "float32")) for s in specs]
 
     def metadata(self):
-        p = self.artifact.path / MANIFEST_FILE
-        if p.is_file():
-            return json.loads(p.read_text()).get("model_metadata", {})
-        return {}
+        return dict(self._manifest.get("model_metadata") or {})
 
     def _load(self):
         _torch()
