@@ -53,3 +53,23 @@ def fp32_on_cuda(torch=None) -> None:
     torch = torch or importlib.import_module("torch")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+
+
+def peak_rss_mb() -> float | None:
+    """This process's own peak resident memory (``VmHWM``), in MiB.
+
+    Not ``ru_maxrss`` from a parent's ``wait4``: on Linux, exec folds the old (vforked: the parent's) address
+    space's high-water mark into the child's, so a child started by a large parent reports the parent's size."""
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:  # not a POSIX system
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -37,6 +37,7 @@ from typing import Callable
 
 import numpy as np
 
+from ._compat import peak_rss_mb
 from .errors import ExitCode, UsageError
 from .formats import Format, detect
 
@@ -501,20 +502,6 @@ def _one_line(exc: BaseException) -> str:
 # ----------------------------------------------------------------------------------------------------
 # child: one variant, loaded once, timed on command
 # ----------------------------------------------------------------------------------------------------
-def _vm_hwm_mb() -> float | None:
-    """This process's peak resident memory. Not ``ru_maxrss`` from the parent's ``wait4``: on Linux exec
-    folds the old (vforked: the parent's) address space's high-water mark into it."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 class _Loaded:
     """The variant's model, loaded, with the input in the form it takes (on the device for torch)."""
 
@@ -650,7 +637,7 @@ def _child(fd: int) -> int:
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["cmd"] == "stop":
-            send(ok=True, peak_mem_mb=_vm_hwm_mb(), gpu_peak_mb=loaded.gpu_peak_mb())
+            send(ok=True, peak_mem_mb=peak_rss_mb(), gpu_peak_mb=loaded.gpu_peak_mb())
             return 0
         try:
             send(ok=True, times_ms=loaded.run(int(cmd["untimed"]), int(cmd["timed"])))

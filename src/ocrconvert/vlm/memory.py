@@ -1,8 +1,8 @@
 """Peak resident memory of one encoder run in ONNX Runtime, measured in a child process.
 
 ``python -m ocrconvert.vlm.memory MODEL.onnx H W`` runs the model once on an H×W input and prints JSON;
-:func:`peak_rss` starts that child and reads its peak RSS from the kernel (``wait4`` rusage), so the
-figure covers the session's weights, arena and every intermediate, and nothing of the caller.
+:func:`peak_rss` starts that child, which reports its own high-water mark (``VmHWM``), so the figure covers
+the session's weights, arena and every intermediate, and nothing of the caller.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from .._compat import peak_rss_mb
 from ..errors import ConversionError
 
 
@@ -37,8 +38,10 @@ def peak_rss(model: str | Path, height: int, width: int, *, threads: int = 0, ti
         raise ConversionError(f"the memory probe failed (exit {code}): {tail}",
                               hint="A negative exit is a signal: -9 usually means the kernel's OOM killer.")
     info = json.loads(out.strip().splitlines()[-1])
-    info["peak_rss_bytes"] = usage.ru_maxrss * 1024
-    info["peak_rss_gib"] = round(usage.ru_maxrss / 1024 ** 2, 3)
+    # The child's own VmHWM; wait4's ru_maxrss would include this (possibly large) parent: see peak_rss_mb.
+    peak_mb = info.pop("peak_rss_mb", None) or usage.ru_maxrss / 1024
+    info["peak_rss_bytes"] = int(peak_mb * 1024 * 1024)
+    info["peak_rss_gib"] = round(peak_mb / 1024, 3)
     info["wall_s"] = round(time.perf_counter() - started, 2)
     return info
 
@@ -61,7 +64,7 @@ def _child(model: str, height: int, width: int, threads: int) -> None:
     print(json.dumps({"height": height, "width": width, "patches": (height // 16) * (width // 16),
                       "load_s": round(load_s, 2), "run_s": round(run_s, 2),
                       "output_shapes": [list(o.shape) for o in outs],
-                      "finite": bool(all(np.isfinite(o).all() for o in outs))}))
+                      "finite": bool(all(np.isfinite(o).all() for o in outs)), "peak_rss_mb": peak_rss_mb()}))
 
 
 if __name__ == "__main__":
