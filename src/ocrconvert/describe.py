@@ -8,6 +8,7 @@ import numpy as np
 
 from .formats import Artifact, Format, detect
 from .manifest import read_manifest
+from .torch_graph import weights_count
 
 
 def _onnx_ops(graph, counter: Counter) -> None:
@@ -18,16 +19,6 @@ def _onnx_ops(graph, counter: Counter) -> None:
                 _onnx_ops(attr.g, counter)
             for g in attr.graphs:
                 _onnx_ops(g, counter)
-
-
-def _safetensors_count(path) -> int:
-    from safetensors import safe_open
-
-    n = 0
-    with safe_open(str(path), framework="numpy") as f:
-        for k in f.keys():
-            n += int(np.prod(f.get_slice(k).get_shape() or [1]))
-    return n
 
 
 def describe(path) -> dict:
@@ -54,7 +45,7 @@ def describe(path) -> dict:
             out["parameters"] = int(sum(int(np.prod(t.dims)) for t in [*model.graph.initializer, *consts]
                                         if len(t.dims) > 0 and np.prod(t.dims) > 1))
         else:
-            out["parameters"] = _safetensors_count(art.files["weights"])
+            out["parameters"] = weights_count(art.files["weights"])
         from .runners import runner_for
 
         runner = runner_for(art)
@@ -62,7 +53,7 @@ def describe(path) -> dict:
         cfg = json.loads(art.files["config_json"].read_text())
         out["model_type"] = cfg.get("model_type")
         out["architectures"] = cfg.get("architectures")
-        out["parameters"] = _safetensors_count(art.files["weights"])
+        out["parameters"] = weights_count(art.files["weights"])
         from .runners import runner_for
 
         runner = runner_for(art)

@@ -148,8 +148,8 @@ def _detect(p: Path) -> Artifact:
     if (p / "config.json").is_file() and (p / WEIGHTS_FILE).is_file():
         try:
             cfg = json.loads((p / "config.json").read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CorruptModelError(f"{p / 'config.json'} is not valid JSON: {exc}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise CorruptModelError(f"{p / 'config.json'} is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
         if not isinstance(cfg, dict):
             raise CorruptModelError(f"{p / 'config.json'} should hold a JSON object, not {type(cfg).__name__}")
         files = {"config_json": p / "config.json", "weights": _need_nonempty(p / WEIGHTS_FILE)}

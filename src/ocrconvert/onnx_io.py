@@ -20,12 +20,10 @@ def _tensors_with_external_data(model):
 
 
 def _external_info(t) -> dict[str, str]:
-    """A tensor's external-data entries; protobuf hands strings that are not UTF-8 back as bytes."""
-    info = {}
-    for e in t.external_data:
-        if not isinstance(e.key, str) or not isinstance(e.value, str) or "\0" in e.value:
-            raise CorruptModelError(f"tensor {t.name!r} has an external-data entry that is not a readable name")
-        info[e.key] = e.value
+    """A tensor's external-data entries (their text was checked by ``load_onnx``); a NUL names no file."""
+    info = {e.key: e.value for e in t.external_data}
+    if "\0" in info.get("location", ""):
+        raise CorruptModelError(f"tensor {t.name!r} reads external data from a name with a NUL byte")
     return info
 
 
@@ -39,6 +37,23 @@ def _extent(t, info: dict[str, str], size: int) -> None:
     if offset < 0 or length < 0 or offset + length > size:
         raise CorruptModelError(f"tensor {t.name!r} reads bytes {offset:,}..{offset + length:,} of "
                                 f"{info.get('location')!r}, which holds {size:,}")
+
+
+def _not_text(msg) -> str | None:
+    """The first string field that is not UTF-8 (protobuf hands those back as bytes, and every reader
+    downstream expects str), by its protobuf name; None when all are text."""
+    from google.protobuf.descriptor import FieldDescriptor
+    from google.protobuf.message import Message
+
+    for fd, value in msg.ListFields():
+        if fd.type == FieldDescriptor.TYPE_STRING:
+            if not all(isinstance(v, str) for v in ([value] if isinstance(value, (str, bytes)) else value)):
+                return fd.full_name
+        elif fd.type == FieldDescriptor.TYPE_MESSAGE:
+            for m in [value] if isinstance(value, Message) else value:
+                if (where := _not_text(m)):
+                    return where
+    return None
 
 
 def check_external_data(model, base_dir: Path) -> None:
@@ -76,6 +91,8 @@ def load_onnx(path: str | Path, *, load_weights: bool = True):
         raise CorruptModelError(f"{path} is not a valid ONNX model: {type(exc).__name__}: {exc}") from None
     if not model.graph.node:
         raise CorruptModelError(f"{path} is not a valid ONNX model: the graph has no nodes")
+    if (where := _not_text(model)):
+        raise CorruptModelError(f"{path} is not a valid ONNX model: a {where} is not UTF-8 text")
     check_external_data(model, path.parent)
     if load_weights:
         from onnx.external_data_helper import load_external_data_for_model

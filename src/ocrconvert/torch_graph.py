@@ -70,6 +70,17 @@ def read_graph_artifact(folder: Path):
     return desc
 
 
+def weights_count(path: Path) -> int:
+    """How many numbers a safetensors file holds, from its header alone."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return int(sum(int(np.prod(f.get_slice(k).get_shape() or [1])) for k in f.keys()))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CorruptModelError(f"{path} is not a valid safetensors file: {exc}") from None
+
+
 def unsupported_ops(model) -> list[str]:
     """Every (op, opset) in ``model`` that onnx2torch has no converter for — all of them at once."""
     require("onnx2torch", "converting ONNX to PyTorch")

@@ -7,7 +7,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import CorruptModelError, UsageError
 from ..families.base import ModelInfo, TensorSpec
 from ..formats import Artifact
 
@@ -69,9 +69,7 @@ class Runner:
         meta = self.metadata()
         config = read_yaml_config(self.artifact.files.get("config"))
         if not config and meta.get("ocrconvert.config"):
-            import json
-
-            config = json.loads(meta["ocrconvert.config"])
+            config = _config_from_metadata(self.artifact, meta["ocrconvert.config"])
         return config, meta, load_dictionary(config, meta, self.artifact.files.get("dict"))
 
     def info(self) -> ModelInfo:
@@ -81,6 +79,21 @@ class Runner:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.artifact.path})"
+
+
+def _config_from_metadata(artifact: Artifact, text: str) -> dict:
+    """The model's inference.yml, carried as JSON in its 'ocrconvert.config' metadata."""
+    import json
+
+    try:
+        config = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise CorruptModelError(f"{artifact.path}: its 'ocrconvert.config' metadata is not valid JSON: "
+                                f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    if not isinstance(config, dict):
+        raise CorruptModelError(f"{artifact.path}: its 'ocrconvert.config' metadata should hold an object, "
+                                f"not {type(config).__name__}")
+    return config
 
 
 def feed_digest(feed: dict[str, np.ndarray]) -> str:
