@@ -7,6 +7,7 @@ Public API::
     assert result.passed
     report = ocrconvert.verify("ch_PP-OCRv4_rec_infer/", "out/")
     runner = ocrconvert.load("out/")           # .infer(feed) -> dict[str, ndarray]
+    ocr = ocrconvert.load_set("set/")          # det -> cls -> rec: ocr("page.png").lines
     ocrconvert.list_converters()
 """
 from __future__ import annotations
@@ -39,6 +40,14 @@ def load(path: str | Path, **kwargs):
     return _load(path, **kwargs)
 
 
+def load_set(path: str | Path, device: str = "cpu", **kwargs):
+    """The OCR pipeline (det -> cls -> rec) on a model set: a ``convert-set`` folder, a PaddleOCR model-set
+    folder or a YAML naming each stage. ``pipeline(image).lines`` -> boxes, texts, scores."""
+    from .ocr.modelset import load_set as _load_set
+
+    return _load_set(path, device, **kwargs)
+
+
 def list_converters():
     """Every registered converter spec (built-in and plugins), with availability."""
     from .pipeline import available_converters
@@ -46,4 +55,4 @@ def list_converters():
     return available_converters()
 
 
-__all__ = ["convert", "verify", "load", "list_converters", "ExitCode", "OcrConvertError", "__version__"]
+__all__ = ["convert", "verify", "load", "load_set", "list_converters", "ExitCode", "OcrConvertError", "__version__"]
