@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import CorruptModelError, UsageError
 from .formats import MANIFEST_FILE
+from .specs import TensorSpec
 
 SCHEMA_VERSION = 1
 _ENV_PACKAGES = ("ocrconvert", "numpy", "onnx", "onnxruntime", "onnxslim", "torch", "onnx2torch",
@@ -126,7 +127,6 @@ def read_manifest(path: Path) -> dict | None:
 _DAMAGED = "The sidecar manifest is damaged or was not written by ocrconvert; convert again (--force)."
 _OPT_STR = (str, type(None))
 _RECORD = {"path": _OPT_STR, "format": _OPT_STR, "sha256": _OPT_STR, "model": _OPT_STR}
-_SPEC = {"name": str, "dtype": str, "shape": list}
 
 
 def _fields(value, types: dict, where: str) -> str | None:
@@ -167,14 +167,11 @@ def _layout_problem(man: dict) -> str | None:
     if (why := _fields(io, {"inputs": list, "outputs": list}, "io")):
         return why
     for key in ("inputs", "outputs"):
-        for i, spec in enumerate(io.get(key) or []):
-            where = f"io.{key}[{i}]"
-            if (why := _fields(spec, _SPEC, where)):
-                return why
-            if "name" not in spec or "shape" not in spec:
-                return f"{where} needs a name and a shape"
-            if not all(isinstance(d, (int, str, type(None))) and not isinstance(d, bool) for d in spec["shape"]):
-                return f"{where}.shape should hold whole numbers, names or nulls"
+        for spec in io.get(key) or []:
+            try:
+                TensorSpec.from_dict(spec)
+            except ValueError as exc:
+                return f"io.{key}: {exc}"
     aot = man.get("aot") or {}
     if (why := _fields(aot, {"device": _OPT_STR, "example_shape": (list, type(None)), "dynamic_axes": list}, "aot")):
         return why

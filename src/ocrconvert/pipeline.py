@@ -177,7 +177,7 @@ def convert(
     manifest = new_manifest(reference, options=options)
     if reference.format is Format.REFERENCE:  # provenance is the model the reference was recorded from
         manifest["verified_against"] = manifest["source"]
-        manifest["source"] = runner_for(reference).header["source"]
+        manifest["source"] = runner_for(reference).header.get("source")
     if reference is not src:
         manifest["input"] = {"path": str(src.path.resolve()), "format": src.format.value}
 
@@ -252,7 +252,7 @@ def _verify(reference: Artifact, current: Artifact, policy: VerificationPolicy, 
         built = runner_for(current, trust=True, device=manifest.get("aot", {}).get("device"))
     source_runner = MemoizedRunner(runner_for(reference))  # the source runs once per input
     common = dict(images=images, tolerances=tol, family=family, dictionary=dictionary, seed=seed,
-                  source_runner=source_runner, random_cases=policy.random_cases)
+                  source_runner=source_runner)
     report = verify_artifacts(reference, current, target_runner=built, progress=lambda lbl: say(f"verify: {lbl}"),
                               **common)
     if current.format is Format.TORCH_NATIVE:

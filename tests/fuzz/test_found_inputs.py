@@ -335,8 +335,6 @@ def _reference(tmp_path: Path, header: dict | None = None, data: bytes | None = 
     return p
 
 
-@bug(zipfile.BadZipFile, "runners/reference.py _data: np.load of a damaged zip raises BadZipFile (also zlib.error, "
-                         "struct.error, tokenize.TokenError), not caught")
 def test_reference_truncated_zip(tmp_path):
     from ocrconvert.runners import load
 
@@ -344,24 +342,21 @@ def test_reference_truncated_zip(tmp_path):
     reads_cleanly(lambda: load(_reference(tmp_path, data=data[: len(data) - 30])).header)
 
 
-@pytest.mark.parametrize("header, attribute, raises", [
-    ({"inputs": 5, "outputs": [], "cases": []}, "inputs", TypeError),
-    ({"inputs": [{"shape": [1]}], "outputs": [], "cases": []}, "inputs", KeyError),
-    ({"inputs": [], "outputs": [], "source": "paddle", "cases": []}, "backend_label", AttributeError),
+@pytest.mark.parametrize("header, attribute", [
+    ({"inputs": 5, "outputs": [], "cases": []}, "inputs"),
+    ({"inputs": [{"shape": [1]}], "outputs": [], "cases": []}, "inputs"),
+    ({"inputs": [], "outputs": [], "source": "paddle", "cases": []}, "backend_label"),
     ({"inputs": [], "outputs": [], "cases": [{"kind": "random", "label": "r", "inputs": ["x"], "outputs": []}]},
-     "recorded_cases", KeyError),
-    ({"inputs": [], "outputs": [], "cases": 3}, "recorded_cases", TypeError),
+     "recorded_cases"),
+    ({"inputs": [], "outputs": [], "cases": 3}, "recorded_cases"),
 ], ids=["inputs-a-number", "input-without-name", "source-a-string", "case-input-missing", "cases-a-number"])
-def test_reference_header_of_the_wrong_shape(tmp_path, header, attribute, raises, request):
+def test_reference_header_of_the_wrong_shape(tmp_path, header, attribute):
     from ocrconvert.runners import load
 
-    request.node.add_marker(bug(raises, f"runners/reference.py ReferenceRunner.{attribute}: the header is trusted"))
     runner = load(_reference(tmp_path, header))
     reads_cleanly(lambda: getattr(runner, attribute))
 
 
-@bug(TypeError, "verification/run.py verify_artifacts -> families/resolve.py get_family: the reference header's "
-                "'family' (a list) used as a dict key")
 def test_reference_family_not_a_name(tmp_path):
     import ocrconvert
 

@@ -30,8 +30,8 @@ class AotRunner(Runner):
         return self._device or (self.manifest.get("aot") or {}).get("device") or "cpu"
 
     def _specs(self, key):
-        return [TensorSpec(s["name"], tuple(d if isinstance(d, int) else None for d in s["shape"]), s.get("dtype", "float32"))
-                for s in (self.manifest.get("io") or {}).get(key, [])] or [TensorSpec("x" if key == "inputs" else "output", ())]
+        return [TensorSpec.from_dict(s) for s in (self.manifest.get("io") or {}).get(key, [])] or [
+            TensorSpec("x" if key == "inputs" else "output", ())]
 
     @cached_property
     def inputs(self):

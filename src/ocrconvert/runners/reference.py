@@ -38,7 +38,67 @@ def save_reference(path: Path, info: ModelInfo, family: str, source: dict, cases
 
 
 def _spec(d: dict) -> TensorSpec:
-    return TensorSpec(d["name"], tuple(x if isinstance(x, int) else None for x in d["shape"]), d.get("dtype", "float32"))
+    return TensorSpec.from_dict(d)  # the header's layout was checked on reading
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz, never unpickled; a damaged zip, member or array header is a CorruptModelError
+    (numpy and zipfile raise a dozen kinds of exception for those)."""
+    import struct
+    import tokenize
+    import zipfile
+    import zlib
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, KeyError, EOFError, SyntaxError, NotImplementedError, zipfile.BadZipFile,
+            zlib.error, struct.error, tokenize.TokenError) as exc:
+        raise CorruptModelError(f"{path} is not an ocrconvert reference: {type(exc).__name__}: {exc}") from None
+
+
+def _header_problem(header, arrays: dict) -> str | None:
+    """None when the header has the layout save_reference writes and names only arrays the file holds."""
+    if not isinstance(header, dict):
+        return f"the header should be an object, not {type(header).__name__}"
+    if not isinstance(header.get("family"), (str, type(None))):
+        return "family should be a name"
+    for key in ("source", "config", "metadata"):
+        if not isinstance(header.get(key), (dict, type(None))):
+            return f"{key} should be an object"
+    if not all(isinstance(v, str) for v in (header.get("source") or {}).values()):
+        return "source should map names to strings"
+    if not all(isinstance(v, str) for v in (header.get("metadata") or {}).values()):
+        return "metadata should map names to strings"
+    dictionary = header.get("dictionary")
+    if dictionary is not None and not (isinstance(dictionary, list) and all(isinstance(c, str) for c in dictionary)):
+        return "dictionary should be a list of strings"
+    for key in ("inputs", "outputs"):
+        if not isinstance(header.get(key), list):
+            return f"{key} should be a list"
+        for d in header[key]:
+            try:
+                TensorSpec.from_dict(d)
+            except ValueError as exc:
+                return f"{key}: {exc}"
+    cases = header.get("cases")
+    if not isinstance(cases, list):
+        return "cases should be a list"
+    for i, c in enumerate(cases):
+        if not isinstance(c, dict) or not isinstance(c.get("kind"), str) or not isinstance(c.get("label"), str):
+            return f"case {i} should be an object with a kind and a label"
+        labels = c.get("labels")
+        if labels is not None and not (isinstance(labels, list) and all(isinstance(t, (str, type(None))) for t in labels)):
+            return f"case {i}: labels should be a list of strings"
+        for part in ("inputs", "outputs"):
+            names = c.get(part)
+            if not isinstance(names, list) or not all(isinstance(k, str) for k in names):
+                return f"case {i}: {part} should be a list of names"
+            short = "in" if part == "inputs" else "out"
+            missing = [k for k in names if f"c{i}/{short}/{k}" not in arrays]
+            if missing:
+                return f"case {i}: no recorded array for {part[:-1]} {missing[0]!r}"
+    return None
 
 
 class ReferenceRunner(Runner):
@@ -46,12 +106,15 @@ class ReferenceRunner(Runner):
 
     @cached_property
     def _data(self):
+        arrays = _read_npz(self.artifact.path)
         try:
-            with np.load(self.artifact.path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
             header = json.loads(arrays.pop(HEADER_KEY).tobytes().decode())
-        except (OSError, ValueError, KeyError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CorruptModelError(f"{self.artifact.path} is not an ocrconvert reference: {exc}") from None
+        except (KeyError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise CorruptModelError(f"{self.artifact.path} is not an ocrconvert reference: no readable header "
+                                    f"({type(exc).__name__})") from None
+        problem = _header_problem(header, arrays)
+        if problem:
+            raise CorruptModelError(f"{self.artifact.path} is not an ocrconvert reference: {problem}")
         return header, arrays
 
     @property
@@ -68,7 +131,7 @@ class ReferenceRunner(Runner):
 
     @property
     def backend_label(self) -> str:
-        return f"reference({self.header['source'].get('backend', '?')})"
+        return f"reference({(self.header.get('source') or {}).get('backend', '?')})"
 
     def info(self) -> ModelInfo:
         h = self.header

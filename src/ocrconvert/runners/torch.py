@@ -120,14 +120,12 @@ class TorchNativeRunner(_TorchRunner):
     @cached_property
     def inputs(self):
         specs = self._io.get("inputs") or [{"name": "x", "shape": [None, 3, None, None]}]
-        return [TensorSpec(s["name"], tuple(d if isinstance(d, int) and d > 0 else None for d in s["shape"]),
-                           s.get("dtype", "float32")) for s in specs]
+        return [TensorSpec.from_dict(s, dynamic_below=1) for s in specs]  # the manifest's layout was checked
 
     @cached_property
     def outputs(self):
         specs = self._io.get("outputs") or [{"name": "output", "shape": []}]
-        return [TensorSpec(s["name"], tuple(d if isinstance(d, int) and d > 0 else None for d in s["shape"]),
-                           s.get("dtype", "float32")) for s in specs]
+        return [TensorSpec.from_dict(s, dynamic_below=1) for s in specs]
 
     def metadata(self):
         return dict(self._manifest.get("model_metadata") or {})
