@@ -149,7 +149,8 @@ def _detect(p: Path) -> Artifact:
         try:
             cfg = json.loads((p / "config.json").read_text())
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise CorruptModelError(f"{p / 'config.json'} is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
+            raise CorruptModelError(f"{p / 'config.json'} is not valid JSON: "
+                                    f"{type(exc).__name__}: {str(exc)[:200]}") from None
         if not isinstance(cfg, dict):
             raise CorruptModelError(f"{p / 'config.json'} should hold a JSON object, not {type(cfg).__name__}")
         files = {"config_json": p / "config.json", "weights": _need_nonempty(p / WEIGHTS_FILE)}

@@ -66,13 +66,68 @@ def read_yaml_config(path: Path | None) -> dict:
 
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise CorruptModelError(f"{path} is not valid YAML: {exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+        raise CorruptModelError(f"{path} is not valid YAML: {type(exc).__name__}: {str(exc)[:300]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise CorruptModelError(f"{path} should hold a mapping, not {type(data).__name__}")
-    return data
+    return paddlex_config(data, path)
+
+
+_NUMBER, _NONE = (int, float), type(None)
+_NUMBERS3 = ((list,), 3, "a list of 3 numbers")
+# what ocrconvert reads of a PaddleX config: op of PreProcess.transform_ops -> {argument: (types, length, in words)}
+_OP_ARGS = {
+    "NormalizeImage": {"mean": _NUMBERS3, "std": _NUMBERS3, "scale": ((*_NUMBER, str), None, "a number")},
+    "DetResizeForTest": {"resize_long": (_NUMBER, None, "a number"), "limit_side_len": (_NUMBER, None, "a number"),
+                         "limit_type": ((str,), None, "a word")},
+    "RecResizeImg": {"image_shape": _NUMBERS3},
+    "ResizeImage": {"size": ((int, list), None, "a number or a list of numbers")},
+}
+_POST_ARGS = {"name": ((str, _NONE), "a name"), "thresh": (_NUMBER, "a number"), "box_thresh": (_NUMBER, "a number"),
+              "unclip_ratio": (_NUMBER, "a number"), "max_candidates": ((int,), "a whole number"),
+              "character_dict": ((str, list, _NONE), "a file name or a list of characters"),
+              "score_mode": ((str,), "a word"), "Topk": ((dict, _NONE), "a mapping")}
+
+
+def paddlex_config(config: dict, where) -> dict:
+    """A PaddleX config (``inference.yml``, or one carried in metadata or a reference) with the layout every
+    reader of it expects: PreProcess/PostProcess/Hpi mappings, each transform op a mapping of arguments, the
+    arguments ocrconvert reads of the right types. Empty (null) sections are dropped; anything else that does
+    not fit is a CorruptModelError naming the key."""
+    def check(key: str, value, types, want: str, length: int | None = None, numbers: bool = False) -> None:
+        fits = isinstance(value, types) and not isinstance(value, bool)
+        if fits and numbers and isinstance(value, list):
+            fits = (length is None or len(value) == length) and all(
+                isinstance(v, _NUMBER) and not isinstance(v, bool) for v in value)
+        if not fits:
+            kind = "null" if value is None else type(value).__name__
+            raise CorruptModelError(f"{where}: {key} should be {want}, not {kind} {str(value)[:60]}",
+                                    hint="The model's inference.yml is damaged; fetch the model again.")
+
+    out = {k: v for k, v in config.items() if not (k in ("PreProcess", "PostProcess", "Hpi") and v is None)}
+    for section in ("PreProcess", "PostProcess", "Hpi"):
+        if section in out:
+            check(section, out[section], (dict,), "a mapping")
+    ops = (out.get("PreProcess") or {}).get("transform_ops") or []
+    check("PreProcess.transform_ops", ops, (list,), "a list")
+    for op in ops:
+        check("PreProcess.transform_ops[]", op, (dict,), "a mapping of an op name to its arguments")
+        for name, args in op.items():
+            check(f"PreProcess.transform_ops {name}", args, (dict, _NONE), "a mapping of arguments")
+            for arg, (types, length, want) in _OP_ARGS.get(name, {}).items():
+                if arg in (args or {}):
+                    check(f"{name}.{arg}", args[arg], types, want, length, numbers=True)
+    post = out.get("PostProcess") or {}
+    for arg, (types, want) in _POST_ARGS.items():
+        if arg in post:
+            check(f"PostProcess.{arg}", post[arg], types, want)
+    backends = (out.get("Hpi") or {}).get("backend_configs") or {}
+    check("Hpi.backend_configs", backends, (dict,), "a mapping")
+    for name, backend in backends.items():
+        check(f"Hpi.backend_configs.{name}", backend, (dict, _NONE), "a mapping")
+    return out
 
 
 def source_record(source) -> dict:

@@ -35,8 +35,8 @@ class TensorSpec:
         if not isinstance(dtype, str) or dtype not in DTYPES:
             raise ValueError(f"tensor {d['name']!r}: unknown dtype {str(dtype)[:40]!r}")
         low = dynamic_below
-        return cls(d["name"], tuple(x if isinstance(x, int) and (low is None or x >= low) else None for x in d["shape"]),
-                   dtype)
+        dims = tuple(x if isinstance(x, int) and (low is None or x >= low) else None for x in d["shape"])
+        return cls(d["name"], dims, dtype)
 
 
 @dataclass

@@ -373,7 +373,6 @@ def _onnx_with_yml(tmp_path: Path, yml: str) -> Path:
     return tmp_path
 
 
-@bug(RecursionError, "manifest.py read_yaml_config: yaml.safe_load of a deeply nested document")
 def test_yml_nested_too_deep(tmp_path):
     from ocrconvert.manifest import read_yaml_config
 
@@ -381,31 +380,30 @@ def test_yml_nested_too_deep(tmp_path):
     reads_cleanly(read_yaml_config, tmp_path / "inference.yml")
 
 
-@pytest.mark.parametrize("yml, call, raises", [
-    ("PostProcess: [1]\n", "info", AttributeError),                                       # families/rec.py load_dictionary
-    ("PostProcess: {name: [1]}\n", "family", TypeError),                                   # families/resolve.py
-    ("PostProcess: {name: DBPostProcess, thresh: high}\n", "thresh", ValueError),          # families/det.py thresh
-    ("PostProcess: {name: DBPostProcess}\nPreProcess: [1]\n", "trt_profile", AttributeError),   # imaging.transform_op
-    ("PostProcess: {name: DBPostProcess}\nPreProcess: {transform_ops: [{DetResizeForTest: [1]}]}\n", "trt_profile",
-     AttributeError),                                                                      # families/det.py side_limit
+@pytest.mark.parametrize("yml, call", [
+    ("PostProcess: [1]\n", "info"),  # families/rec.py load_dictionary
+    ("PostProcess: {name: [1]}\n", "family"),  # families/resolve.py
+    ("PostProcess: {name: DBPostProcess, thresh: high}\n", "thresh"),  # families/det.py thresh
+    ("PostProcess: {name: DBPostProcess}\nPreProcess: [1]\n", "trt_profile"),  # imaging.transform_op
+    ("PostProcess: {name: DBPostProcess}\nPreProcess: {transform_ops: [{DetResizeForTest: [1]}]}\n",
+     "trt_profile"),  # families/det.py side_limit side_limit
     ("PostProcess: {name: DBPostProcess}\nPreProcess: {transform_ops: [{NormalizeImage: {mean: [1, 2]}}]}\n",
-     "image_feeds", ValueError),                                                          # imaging.normalize_chw
-    ("PostProcess: {name: DBPostProcess}\nPreProcess: {transform_ops: [{NormalizeImage: 0.5}]}\n", "image_feeds",
-     AttributeError),                                                                      # families/det.py
+     "image_feeds"),  # imaging.normalize_chw
+    ("PostProcess: {name: DBPostProcess}\nPreProcess: {transform_ops: [{NormalizeImage: 0.5}]}\n",
+     "image_feeds"),  # families/det.py
     ("PostProcess: {name: DBPostProcess}\nPreProcess: {transform_ops: [{DetResizeForTest: {resize_long: null}}]}\n",
-     "image_feeds", TypeError),                                                            # families/det.py int()
+     "image_feeds"),  # families/det.py int()
     ("PostProcess: {name: CTCLabelDecode}\nPreProcess: {transform_ops: [{RecResizeImg: {image_shape: [3, null]}}]}\n",
-     "height", TypeError),                                                                 # families/rec.py height
-    ("PostProcess: {name: CTCLabelDecode, character_dict: " + "k" * 300 + "}\n", "info", OSError),  # rec.py is_file()
+     "height"),  # families/rec.py height
+    ("PostProcess: {name: CTCLabelDecode, character_dict: " + "k" * 300 + "}\n", "info"),  # rec.py is_file()
 ], ids=["postprocess-a-list", "name-a-list", "thresh-a-word", "preprocess-a-list", "resize-a-list", "mean-of-two",
         "normalize-a-number", "resize-null", "rec-height-null", "dict-path-too-long"])
-def test_yml_of_the_wrong_shape(tmp_path, yml, call, raises, request):
+def test_yml_of_the_wrong_shape(tmp_path, yml, call):
     """What verification asks of the family built from a model's inference.yml."""
     from ocrconvert.families import resolve_family
     from ocrconvert.families.imaging import render_page
     from ocrconvert.runners import load
 
-    request.node.add_marker(bug(raises, f"the family's {call} trusts inference.yml's layout"))
     runner = load(_onnx_with_yml(tmp_path, yml))
     info = reads_cleanly(runner.info)
     fam = info and reads_cleanly(resolve_family, info)

@@ -13,14 +13,24 @@ from .imaging import SAMPLE_LINES, line_crops, normalize_chw, render_line, to_bg
 
 def read_dictionary_file(path: str | Path) -> list[str]:
     p = Path(path)
-    if not p.is_file():
+    if not _is_file(str(p)):
         raise UsageError(f"dictionary file {p} does not exist")
     try:
         text = p.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"dictionary file {p} is not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read dictionary file {p}: {exc.strerror or type(exc).__name__}") from None
     # dict files ship with LF or CRLF endings; one character (or token) per line
     return [line.rstrip("\r") for line in text.split("\n") if line.rstrip("\r") != ""]
+
+
+def _is_file(name: str) -> bool:
+    """Whether a name from a config is a file; a name the file system refuses (too long, a loop) is not."""
+    try:
+        return Path(name).is_file()
+    except OSError:
+        return False
 
 
 def load_dictionary(config: dict, metadata: dict, dict_file: Path | None) -> list[str] | None:
@@ -28,7 +38,7 @@ def load_dictionary(config: dict, metadata: dict, dict_file: Path | None) -> lis
     chars = (config or {}).get("PostProcess", {}).get("character_dict")
     if isinstance(chars, list) and chars:
         return [str(c) for c in chars]
-    if isinstance(chars, str) and chars and Path(chars).is_file():
+    if isinstance(chars, str) and chars and _is_file(chars):
         return read_dictionary_file(chars)
     meta_chars = (metadata or {}).get("character")
     if meta_chars:

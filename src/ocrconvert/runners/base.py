@@ -93,7 +93,9 @@ def _config_from_metadata(artifact: Artifact, text: str) -> dict:
     if not isinstance(config, dict):
         raise CorruptModelError(f"{artifact.path}: its 'ocrconvert.config' metadata should hold an object, "
                                 f"not {type(config).__name__}")
-    return config
+    from ..manifest import paddlex_config
+
+    return paddlex_config(config, f"{artifact.path} ('ocrconvert.config' metadata)")
 
 
 def feed_digest(feed: dict[str, np.ndarray]) -> str:

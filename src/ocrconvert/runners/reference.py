@@ -88,7 +88,8 @@ def _header_problem(header, arrays: dict) -> str | None:
         if not isinstance(c, dict) or not isinstance(c.get("kind"), str) or not isinstance(c.get("label"), str):
             return f"case {i} should be an object with a kind and a label"
         labels = c.get("labels")
-        if labels is not None and not (isinstance(labels, list) and all(isinstance(t, (str, type(None))) for t in labels)):
+        if labels is not None and not (isinstance(labels, list)
+                                       and all(isinstance(t, (str, type(None))) for t in labels)):
             return f"case {i}: labels should be a list of strings"
         for part in ("inputs", "outputs"):
             names = c.get(part)
@@ -115,6 +116,10 @@ class ReferenceRunner(Runner):
         problem = _header_problem(header, arrays)
         if problem:
             raise CorruptModelError(f"{self.artifact.path} is not an ocrconvert reference: {problem}")
+        if header.get("config"):
+            from ..manifest import paddlex_config
+
+            header["config"] = paddlex_config(header["config"], f"{self.artifact.path} (recorded config)")
         return header, arrays
 
     @property
