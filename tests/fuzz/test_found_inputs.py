@@ -464,7 +464,6 @@ def test_vlm_image_of_a_thin_strip(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ batch config
-@bug(ValueError, "zoo/batch/config.py parse_config: resolve() of an output path with a NUL")
 def test_batch_output_with_a_nul(tmp_path):
     from ocrconvert.zoo.batch import load_config
 
@@ -472,7 +471,6 @@ def test_batch_output_with_a_nul(tmp_path):
     reads_cleanly(load_config, tmp_path / "b.yaml")
 
 
-@bug(TypeError, "zoo/batch/config.py _targets: 'name not in TARGETS' with a target name that is a mapping")
 def test_batch_target_name_a_mapping(tmp_path):
     from ocrconvert.zoo.batch import load_config
 

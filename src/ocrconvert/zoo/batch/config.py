@@ -202,7 +202,7 @@ def _targets(value, where: str) -> list[dict]:
         entry = {"target": t} if isinstance(t, str) else _mapping(t, f"{where}: targets[{i}]")
         _fail_unknown(entry, TARGET_KEYS, f"{where}: targets[{i}]")
         name = entry.get("target")
-        if name not in TARGETS:
+        if not isinstance(name, str) or name not in TARGETS:
             close = difflib.get_close_matches(str(name), list(TARGETS), n=1)
             raise BatchConfigError(f"{where}: unknown target {name!r}",
                                    hint=(f"Did you mean {close[0]!r}? " if close else "") + f"Targets: {', '.join(TARGETS)}.")
@@ -271,6 +271,17 @@ def is_zoo_name(model: str) -> bool:
     return model in entries()
 
 
+def _user_path(base: Path, value: str, where: str, *, resolve: bool = True) -> Path:
+    """A path the config names, against ``base``; one no file system can hold (a NUL byte, ~unknown-user, a
+    name too long) is refused here, naming the key."""
+    try:
+        if "\0" in value:
+            raise ValueError("embedded null byte")
+        return (base / value).resolve() if resolve else (base / value).expanduser()
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise BatchConfigError(f"{where}: {value!r} is not a usable path ({exc})") from None
+
+
 def parse_config(doc, path: Path, *, base: Path | None = None) -> BatchConfig:
     """Validate a loaded config document; relative paths resolve against ``base`` (default: cwd)."""
     base = Path.cwd() if base is None else base
@@ -280,8 +291,9 @@ def parse_config(doc, path: Path, *, base: Path | None = None) -> BatchConfig:
         raise BatchConfigError(f"{path}: version {doc.get('version')!r} is not supported (only 1)")
     if not isinstance(doc.get("output"), str) or not doc["output"]:
         raise BatchConfigError(f"{path}: 'output' (the output root folder) is required")
-    output = (base / doc["output"]).resolve()
-    report_dir = (base / doc["report_dir"]).resolve() if isinstance(doc.get("report_dir"), str) else output / "report"
+    output = _user_path(base, doc["output"], f"{path}: output")
+    report_dir = (_user_path(base, doc["report_dir"], f"{path}: report_dir") if isinstance(doc.get("report_dir"), str)
+                  else output / "report")
     defaults = _mapping(doc.get("defaults") or {}, f"{path}: defaults")
     _fail_unknown(defaults, DEFAULT_KEYS, f"{path}: defaults")
     default_settings = _job_settings(defaults, f"{path}: defaults")
@@ -307,7 +319,7 @@ def parse_config(doc, path: Path, *, base: Path | None = None) -> BatchConfig:
         if not isinstance(name, str):
             raise BatchConfigError(f"{where}: name must be a string")
         if not is_zoo_name(model):
-            model = str((base / model).expanduser())
+            model = str(_user_path(base, model, where, resolve=False))
         for t in targets:
             s = _merge(default_settings, model_settings, _job_settings(t, f"{where}, target {t['target']!r}"))
             job_id = f"{name}.{t['target']}"
@@ -317,7 +329,7 @@ def parse_config(doc, path: Path, *, base: Path | None = None) -> BatchConfig:
             seen[job_id] = model
             for k in ("dict", "images"):
                 if s.get(k):
-                    s[k] = str((base / s[k]).expanduser())
+                    s[k] = str(_user_path(base, s[k], f"{where}: {k}", resolve=False))
             s["options"] = route_options(job_id, model, t["target"], s.get("options", {}), s.get("precision"))
             jobs.append(JobSpec(id=job_id, model=model, target=t["target"], output=output / name / t["target"], **s))
     return BatchConfig(path, output, report_dir, jobs)
