@@ -277,14 +277,20 @@ def image_from_patches(flat: np.ndarray, grid_thw, patch: int) -> np.ndarray:
     return np.ascontiguousarray(img, dtype=np.float32)
 
 
-def open_rgb(image):
-    """A path or PIL image -> an RGB PIL image; unreadable files are a usage error."""
-    from PIL import Image, UnidentifiedImageError
+MAX_ASPECT = 200  # the VLM processors' smart_resize refuses a longer side over 200x the shorter one
 
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    try:
-        with Image.open(image) as im:
-            return im.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise UsageError(f"cannot read image {image}: {exc}") from None
+
+def open_rgb(image):
+    """A path or PIL image -> an RGB PIL image a VLM processor takes; unreadable files (the one image reader,
+    families.imaging.open_image) and strips thinner than the processors allow are usage errors."""
+    from PIL import Image
+
+    from ..families.imaging import open_image
+
+    rgb = image.convert("RGB") if isinstance(image, Image.Image) else open_image(Path(image))
+    w, h = rgb.size
+    if min(w, h) < 1 or max(w, h) / min(w, h) > MAX_ASPECT:
+        raise UsageError(f"image {getattr(image, 'filename', None) or image} is {w}x{h}: a VLM reads images whose "
+                         f"long side is at most {MAX_ASPECT}x the short one",
+                         hint="Crop or pad the image to a less extreme aspect ratio.")
+    return rgb
