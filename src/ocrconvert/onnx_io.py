@@ -39,7 +39,7 @@ def _extent(t, info: dict[str, str], size: int) -> None:
                                 f"{info.get('location')!r}, which holds {size:,}")
 
 
-def _not_text(msg) -> str | None:
+def not_text(msg) -> str | None:
     """The first string field that is not UTF-8 (protobuf hands those back as bytes, and every reader
     downstream expects str), by its protobuf name; None when all are text."""
     from google.protobuf.descriptor import FieldDescriptor
@@ -51,7 +51,7 @@ def _not_text(msg) -> str | None:
                 return fd.full_name
         elif fd.type == FieldDescriptor.TYPE_MESSAGE:
             for m in [value] if isinstance(value, Message) else value:
-                if (where := _not_text(m)):
+                if (where := not_text(m)):
                     return where
     return None
 
@@ -91,7 +91,7 @@ def load_onnx(path: str | Path, *, load_weights: bool = True):
         raise CorruptModelError(f"{path} is not a valid ONNX model: {type(exc).__name__}: {exc}") from None
     if not model.graph.node:
         raise CorruptModelError(f"{path} is not a valid ONNX model: the graph has no nodes")
-    if (where := _not_text(model)):
+    if (where := not_text(model)):
         raise CorruptModelError(f"{path} is not a valid ONNX model: a {where} is not UTF-8 text")
     check_external_data(model, path.parent)
     if load_weights:

@@ -111,6 +111,9 @@ def read_legacy(path: Path) -> PaddleProgram:
         raise CorruptModelError(f"{path} is not a valid Paddle program: {exc}") from None
     if not desc.blocks or not desc.blocks[0].ops:
         raise CorruptModelError(f"{path} holds no Paddle program (no ops)")
+    problem = _legacy_problem(desc)
+    if problem:
+        raise CorruptModelError(f"{path} is not a valid Paddle program: {problem}")
     block = desc.blocks[0]
     vars_ = {v.name: v for v in block.vars}
 
@@ -141,6 +144,32 @@ def read_legacy(path: Path) -> PaddleProgram:
     return PaddleProgram(Format.PADDLE_LEGACY, path, inputs, outputs, ops, params)
 
 
+def _legacy_problem(desc) -> str | None:
+    """What Paddle's own deserialiser would trust and crash on (SIGSEGV in BlockDesc::FindVarRecursive for a
+    block whose parent does not exist): block indices and parents, sub-block references, op types, and names
+    that are not UTF-8 (protobuf hands those back as bytes). None when the structure is sound."""
+    from .onnx_io import not_text
+
+    n = len(desc.blocks)
+    for i, blk in enumerate(desc.blocks):
+        if blk.idx != i:
+            return f"block {i} says it is block {blk.idx}"
+        # a block's parent is created before it: parents point backwards, so they cannot form a loop
+        if (i == 0 and blk.parent_idx != -1) or (i > 0 and not 0 <= blk.parent_idx < i):
+            return f"block {i} has parent block {blk.parent_idx} (of {n})"
+        if blk.HasField("forward_block_idx") and not -1 <= blk.forward_block_idx < n:
+            return f"block {i} names forward block {blk.forward_block_idx} (of {n})"
+        for op in blk.ops:
+            if not isinstance(op.type, str) or not op.type:
+                return f"an op of block {i} has no type"
+            for attr in op.attrs:
+                refs = list(attr.blocks_idx) + ([attr.block_idx] if attr.HasField("block_idx") else [])
+                if any(not 0 < r < n for r in refs):  # block 0 is nobody's sub-block
+                    return f"op {op.type} of block {i} names sub-block(s) {refs} (of {n})"
+    where = not_text(desc)
+    return f"a {where} is not UTF-8 text" if where else None
+
+
 def _pir_tensor(out: dict) -> tuple[tuple, str]:
     tt = (out or {}).get("TT", {})
     d = tt.get("D") or [{}, []]
@@ -158,10 +187,14 @@ def read_pir(path: Path) -> PaddleProgram:
     try:
         doc = json.loads(path.read_bytes())
         blocks = doc["program"]["regions"][0]["blocks"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError) as exc:
-        raise CorruptModelError(f"{path} is not a valid Paddle PIR program: {type(exc).__name__} {exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError, RecursionError) as exc:
+        raise CorruptModelError(f"{path} is not a valid Paddle PIR program: {type(exc).__name__} "
+                                f"{str(exc)[:200]}") from None
     if not isinstance(doc.get("base_code"), dict):
         raise CorruptModelError(f"{path} is not a valid Paddle PIR program: no base_code header")
+    version = doc["base_code"].get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version < 2**31:
+        raise CorruptModelError(f"{path} is not a valid Paddle PIR program: base_code version {str(version)[:40]}")
     inputs, outputs, params = [], [], {}
     ops: Counter = Counter()
 
@@ -172,6 +205,8 @@ def read_pir(path: Path) -> PaddleProgram:
                 if kind == "p":
                     a = op.get("A") or []
                     name = a[3] if len(a) > 3 else f"param_{len(params)}"
+                    if not isinstance(name, str):
+                        raise ValueError(f"parameter name {str(name)[:40]} is not a string")
                     shape, dtype = _pir_tensor(op.get("O", {}))
                     params[name] = (tuple(d or 0 for d in shape), dtype)
                 elif kind.endswith(".data"):
@@ -192,6 +227,20 @@ def read_pir(path: Path) -> PaddleProgram:
     if not inputs or not outputs:
         raise CorruptModelError(f"{path} declares no inputs or outputs")
     return PaddleProgram(Format.PADDLE_PIR, path, inputs, outputs, ops, params)
+
+
+def legacy_op_list(program: PaddleProgram) -> list[dict]:
+    """A legacy program's ops with their variable names (``type``, ``inputs``/``outputs``: slot -> names, scalar
+    ``attrs``), read from the protobuf; nothing runs. The weight check folds conv -> batch_norm pairs by them."""
+    desc = _framework_pb2().ProgramDesc()
+    desc.ParseFromString(program.program_file.read_bytes())
+    ops = []
+    for blk in desc.blocks:
+        for op in blk.ops:
+            attrs = {a.name: a.f if a.type == 1 else a.i if a.type == 0 else None for a in op.attrs}
+            ops.append({"type": op.type, "inputs": {v.parameter: list(v.arguments) for v in op.inputs},
+                        "outputs": {v.parameter: list(v.arguments) for v in op.outputs}, "attrs": attrs})
+    return ops
 
 
 # -- the weights file ------------------------------------------------------------------------------------
@@ -288,7 +337,7 @@ def _read_graph(program: PaddleProgram) -> list[Op]:
                 paddle.base.core.deserialize_pir_program(str(path), pir)
         else:
             pir = paddle.pir.translate_to_pir(paddle.base.core.ProgramDesc(path.read_bytes()))
-    except (ValueError, RuntimeError, OSError) as exc:
+    except (ValueError, RuntimeError, OSError, IndexError, SystemError) as exc:  # C++ exceptions: map::at, ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CorruptModelError(f"Paddle could not read {path}: {first}") from None
     return _walk(pir, program)
