@@ -293,10 +293,11 @@ def _finish_native(src: Artifact, art: Artifact) -> dict:
 
 
 # ---- model sets: the same spine per stage, then the whole set end to end ------------------------------
-SET_TARGETS: dict[str, tuple[str, str | None]] = {  # convert-set --to NAME -> (registry target, preferred route)
+# the target names users write (convert-set --to, batch targets) -> (registry target, preferred route)
+TARGET_NAMES: dict[str, tuple[str, str | None]] = {
     "onnx": ("onnx", None),
-    "torch": ("torch", "onnx2torch"),
-    "torch-native": ("torch", "native"),
+    "torch": ("torch", "onnx2torch"),          # graph route: ONNX description + safetensors
+    "torch-native": ("torch", "native"),       # transformers-style folder
     "torch-aot": ("torch-aot", None),
     "tensorrt": ("tensorrt", None),
 }
@@ -379,7 +380,8 @@ def convert_set(
     tolerances: Tolerances | None = None, seed: int = 0, force: bool = False, device: str = "cpu",
     progress: Callable[[str], None] | None = None,
 ) -> SetConversionResult:
-    """Convert a model set (``read_set``: a set folder, a PaddleOCR model-set folder or a stage YAML) to ``to``
+    """Convert a model set (a :class:`ModelSet`, or what ``read_set`` reads: a set folder, a PaddleOCR model-set
+    folder or a stage YAML) to ``to``
     (``onnx``, ``torch``, ``torch-native``, ``torch-aot``, ``tensorrt``) at the folder ``output``.
 
     Each stage goes through :func:`convert` (verified against its ORIGINAL as any conversion), its dictionary
@@ -389,18 +391,19 @@ def convert_set(
     only under ``OUTPUT.FAILED``."""
     import yaml
 
-    from .ocr.modelset import SET_FILE, SET_SCHEMA, read_set
+    from .ocr.modelset import SET_FILE, SET_SCHEMA, ModelSet, read_set
 
     say = progress or (lambda msg: None)
-    if to not in SET_TARGETS:
-        raise UsageError(f"--to {to!r} is not a set target", hint=f"Choose one of: {', '.join(SET_TARGETS)}.")
-    target, prefer = SET_TARGETS[to]
+    if to not in TARGET_NAMES:
+        raise UsageError(f"--to {to!r} is not a set target", hint=f"Choose one of: {', '.join(TARGET_NAMES)}.")
+    target, prefer = TARGET_NAMES[to]
     options = dict(options or {})
     if to == "torch-aot" and device != "cpu":  # the package is compiled for the device it will run on
         options.setdefault("device", device)
-    src_set = read_set(source)
+    src_set = source if isinstance(source, ModelSet) else read_set(source)
     # never over or into the source set, any of its stages, its dictionary or its YAML
-    guarded = [*src_set.stages.values(), *([src_set.dictionary] if src_set.dictionary else []), src_set.origin.path]
+    guarded = [*src_set.stages.values(), *([src_set.dictionary] if src_set.dictionary else []),
+               *([src_set.origin.path] if src_set.origin else [])]
     out = Path(output)
     if out.suffix in (".onnx", ".pt2", ".engine", ".yaml", ".yml"):
         raise UsageError(f"-o {out} names a file; a model set is a folder", hint="Name a folder, e.g. -o out/")
@@ -493,5 +496,6 @@ def _verify_set(src_set, staged: Path, stages: dict, dictionary_rel: str | None,
             "totals": report.totals()}, report
 
 
-__all__ = ["convert", "convert_set", "ConversionResult", "SetConversionResult", "SET_TARGETS", "original_source", "available_converters", "broken_plugins",
+__all__ = ["convert", "convert_set", "ConversionResult", "SetConversionResult", "TARGET_NAMES", "original_source",
+           "available_converters", "broken_plugins",
            "final_path", "Precision"]

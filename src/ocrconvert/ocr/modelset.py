@@ -58,7 +58,7 @@ class ModelSet:
     dictionary: Path | None = None
     params: dict = field(default_factory=dict)
     origin: SetOrigin | None = None
-    record: dict | None = None
+    record: dict | None = field(default=None, repr=False)
 
     @property
     def stages(self) -> dict[str, Path]:
@@ -134,7 +134,7 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _flat_params(raw, where: Path) -> dict:
+def _flat_params(raw, where) -> dict:
     """``params:`` as the flat mapping ``OcrParams.override`` takes; nested ``det: {...}`` flattened."""
     if raw is None:
         return {}
@@ -171,19 +171,9 @@ def _from_yaml(path: Path, kind: str) -> ModelSet:
         if not isinstance(entry, str) or not entry.strip():
             raise UsageError(f"{path}: stage {name} must name a model path, not {entry!r}", hint=_YAML_HINT)
         p = Path(entry).expanduser()
-        p = p if p.is_absolute() else base / p
-        if not p.exists():
-            raise ModelNotFoundError(f"{path}: the {name} model {p} does not exist", hint=_YAML_HINT)
-        return p
+        return p if p.is_absolute() else base / p
 
     found = {s: stage_path(s) for s in STAGES}
-    missing = [s for s in ("det", "rec") if found[s] is None]
-    if missing:
-        raise UsageError(f"{path} names no {' and no '.join(missing)} model",
-                         hint="A set needs a det and a rec model (cls is optional). " + _YAML_HINT)
-    for stage, p in found.items():
-        if p is not None:
-            _check_stage(stage, p)
     dict_entry = data.get("dictionary", data.get("dict"))
     dictionary = None
     if dict_entry is not None:
@@ -191,11 +181,38 @@ def _from_yaml(path: Path, kind: str) -> ModelSet:
             raise UsageError(f"{path}: dict must name a dictionary file, not {dict_entry!r}", hint=_YAML_HINT)
         dictionary = Path(dict_entry).expanduser()
         dictionary = dictionary if dictionary.is_absolute() else base / dictionary
-        if not dictionary.is_file():
-            raise ModelNotFoundError(f"{path}: the dictionary {dictionary} does not exist", hint=_YAML_HINT)
     origin = SetOrigin(kind, base.resolve() if kind == "set-folder" else path.resolve())
-    return ModelSet(found["det"], found["rec"], found["cls"], dictionary, _flat_params(data.get("params"), path),
-                    origin, data if full else None)
+    return from_stages(found["det"], found["rec"], found["cls"], dictionary=dictionary,
+                       params=_flat_params(data.get("params"), path), origin=origin, record=data if full else None,
+                       where=str(path), check=not full)
+
+
+def from_stages(det, rec, cls=None, *, dictionary=None, params: dict | None = None, origin: SetOrigin | None = None,
+                record: dict | None = None, where: str = "the set", check: bool = True) -> ModelSet:
+    """A :class:`ModelSet` from stage paths; each must exist and (``check``) be a model of its stage's family (a
+    rec model named as det is a usage error). A set folder's own record is trusted: its stages were checked when
+    it was written, and reading an engine's family would need TensorRT."""
+    stages = {"det": det, "rec": rec, "cls": cls}
+    missing = [s for s in ("det", "rec") if stages[s] is None]
+    if missing:
+        raise UsageError(f"{where} names no {' and no '.join(missing)} model",
+                         hint="A set needs a det and a rec model (cls is optional). " + _YAML_HINT)
+    paths = {}
+    for stage, p in stages.items():
+        if p is None:
+            continue
+        p = Path(p).expanduser()
+        if not p.exists():
+            raise ModelNotFoundError(f"{where}: the {stage} model {p} does not exist", hint=_YAML_HINT)
+        if check:
+            _check_stage(stage, p)
+        paths[stage] = p
+    if dictionary is not None:
+        dictionary = Path(dictionary).expanduser()
+        if not dictionary.is_file():
+            raise ModelNotFoundError(f"{where}: the dictionary {dictionary} does not exist", hint=_YAML_HINT)
+    flat = _flat_params(params, Path(where)) if params else {}
+    return ModelSet(paths["det"], paths["rec"], paths.get("cls"), dictionary, flat, origin, record)
 
 
 def stage_of(path: Path) -> tuple[str | None, str]:
@@ -276,5 +293,5 @@ def _from_folder(folder: Path) -> ModelSet:
                     SetOrigin("paddle-folder", folder.resolve()))
 
 
-__all__ = ["ModelSet", "SetOrigin", "read_set", "load_set", "stage_of", "SET_FILE", "SET_SCHEMA", "STAGES",
+__all__ = ["ModelSet", "SetOrigin", "read_set", "load_set", "from_stages", "stage_of", "SET_FILE", "SET_SCHEMA", "STAGES",
            "STAGE_OF_FAMILY"]
