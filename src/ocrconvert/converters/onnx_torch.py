@@ -56,6 +56,24 @@ def explicit_same_pads(model):
     return model
 
 
+def fx_name_map(original, slimmed, module) -> dict:
+    """ONNX tensor -> torch.fx node: onnx2torch names each module after its ONNX node (``/`` for ``.``); a
+    tensor onnxslim folded away (a BatchNorm into its Conv) has no node and is left out."""
+    from ..verification.names import name_map
+
+    produced = {n.name: n.output[0] for n in slimmed.graph.node if len(n.output) == 1}
+    kept = {o for n in original.graph.node for o in n.output}
+    order = {o: i for i, o in enumerate(o for n in original.graph.node for o in n.output)}
+    pairs = []
+    for node in module.graph.nodes:
+        tensor = produced.get(str(node.target).replace("/", ".")) if node.op == "call_module" else None
+        if tensor in kept:
+            pairs.append((tensor, node.name))
+    pairs.sort(key=lambda p: order[p[0]])
+    return name_map("onnx", "torch", pairs, how="names (onnx2torch module names)", source_keys="onnx tensor",
+                    target_keys="torch.fx node", unmatched=len(kept) - len(pairs))
+
+
 @register_converter("onnx", "torch", "onnx2torch", requires=("torch", "onnx2torch", "onnxslim"),
                     description="onnxslim + onnx2torch; graph description + safetensors (no pickle)")
 class OnnxToTorchGraph(Converter):
@@ -74,12 +92,14 @@ class OnnxToTorchGraph(Converter):
 
         require("torch")
         model = explicit_same_pads(slim(load_onnx(source.files["model"])))
-        build_module(model)  # proves onnx2torch can build it before anything is written
+        module = build_module(model)  # proves onnx2torch can build it before anything is written
         dest.mkdir(parents=True, exist_ok=True)
         write_graph_artifact(model, dest)
         art = Artifact(dest, Format.TORCH_GRAPH, {"graph": dest / TORCH_GRAPH_FILE, "weights": dest / "model.safetensors"})
         axes = {s.name: list(s.dynamic_axes) for s in graph_inputs(model)}
-        return HopResult(art, facts={"precision": "fp32", "dynamic_axes": axes})
+        return HopResult(art, facts={"precision": "fp32", "dynamic_axes": axes,
+                                     "name_map": fx_name_map(load_onnx(source.files["model"], load_weights=False),
+                                                             model, module)})
 
     def versions(self) -> dict:
         return {"onnx2torch": version_of("onnx2torch"), "onnxslim": version_of("onnxslim"), "torch": version_of("torch")}

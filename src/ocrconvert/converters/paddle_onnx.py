@@ -73,8 +73,24 @@ class PaddleToOnnx(Converter):
         fixes, produced = self._finish(source, dest)
         if produced != opset:
             raise ConversionError(f"paddle2onnx wrote opset {produced} when asked for {opset}")
-        return HopResult(Artifact(dest, Format.ONNX, {"model": dest}),
-                         facts={"opset": produced, **({"fixes": fixes} if fixes else {})})
+        art = Artifact(dest, Format.ONNX, {"model": dest})
+        return HopResult(art, facts={"opset": produced, **({"fixes": fixes} if fixes else {}),
+                                     "name_map": self._name_map(source, art)})
+
+    @staticmethod
+    def _name_map(source: Artifact, art: Artifact) -> dict:
+        """Paddle variable -> ONNX tensor: paddle2onnx names a tensor after the variable it computes (a PIR
+        value, which has no name, as ``p2o.pd_op.<type>.<k>.<i>``); each pair is checked on one input."""
+        from ..runners.onnxruntime import OnnxRuntimeRunner
+        from ..runners.paddle import PaddleRunner
+        from ..verification.names import record_map
+
+        try:
+            return record_map(PaddleRunner(source), OnnxRuntimeRunner(art), "paddle", "onnx",
+                              source_keys="paddle variable", target_keys="onnx tensor")
+        except Exception as exc:  # noqa: BLE001 - a missing map costs diff its names, never the conversion
+            log.warning("no name map recorded: %s: %s", type(exc).__name__, exc)
+            return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
 
     @staticmethod
     def _finish(source: Artifact, dest: Path) -> tuple[dict, int]:

@@ -43,7 +43,26 @@ class PaddleToNativeTorch(Converter):
         report = convert_to_transformers(source, dest, allow_partial=options.allow_partial)
         art = Artifact(dest, Format.TORCH_NATIVE, {"config_json": dest / "config.json", "weights": dest / WEIGHTS_FILE})
         model_type = json.loads((dest / "config.json").read_text(encoding="utf-8")).get("model_type")
-        return HopResult(art, facts={"precision": "fp32", "model_type": model_type, "mapping_report": report.to_dict()})
+        return HopResult(art, facts={"precision": "fp32", "model_type": model_type, "mapping_report": report.to_dict(),
+                                     "name_map": self._name_map(source, art)})
+
+    @staticmethod
+    def _name_map(source: Artifact, art: Artifact) -> dict:
+        """Paddle variable -> module path of the fused form (what ``load`` runs). Fusion merges a rep-layer's
+        branches and folds BatchNorm, so no weight names a fused module's output: each is matched by value on
+        one input, in execution order."""
+        import logging
+
+        from ..runners.paddle import PaddleRunner
+        from ..runners.torch import TorchNativeRunner
+        from ..verification.names import record_map
+
+        try:
+            return record_map(PaddleRunner(source), TorchNativeRunner(art), "paddle", "torch-native",
+                              source_keys="paddle variable", target_keys="native fused module", by_name=False)
+        except Exception as exc:  # noqa: BLE001 - a missing map costs diff its names, never the conversion
+            logging.getLogger(__name__).warning("no name map recorded: %s: %s", type(exc).__name__, exc)
+            return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
 
     def versions(self) -> dict:
         return {"transformers": version_of("transformers"), "torch": version_of("torch")}

@@ -142,8 +142,14 @@ class TorchToAot(Converter):
                            "dynamic_axes": sorted(int(k) for k in dims),
                            "dynamic_ranges": {str(k): str(v) for k, v in ep.range_constraints.items()},
                            "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None}
+        from ..verification.names import name_map
+
+        # a compiled package has no intermediates: diff runs it through its native model with the same plan
+        names = name_map(source.format.value, "torch-aot", [], how="identity", source_keys="native fused module",
+                         target_keys="native fused module", via="native", fp16=fp16, fp32_parts=aot["fp32_parts"],
+                         native=str(source.path.resolve()) if source.format is Format.TORCH_NATIVE else None)
         return HopResult(art, facts={"precision": options.precision.value, "device": device,
-                                     "dynamic_axes": aot["dynamic_axes"]},
+                                     "dynamic_axes": aot["dynamic_axes"], "name_map": names},
                          manifest={"aot": aot}, policy=VerificationPolicy(precision=options.precision))
 
     def versions(self) -> dict:

@@ -97,6 +97,34 @@ class TorchGraphRunner(_TorchRunner):
         _torch()
         return self._prepare(build_module(self.model))
 
+    # -- intermediate outputs (for ``ocrconvert diff``) -------------------------------------------------
+    def layer_values(self) -> list[tuple[str, str]]:
+        """(fx node name, ONNX op type) of every module call of the GraphModule, in graph order (onnx2torch
+        names each module after its ONNX node, ``/`` for ``.``)."""
+        types = {n.name: n.op_type for n in self.model.graph.node}
+        return [(n.name, types.get(str(n.target).replace("/", "."), str(n.target)))
+                for n in self.session.graph.nodes if n.op == "call_module"]
+
+    def layer_outputs(self, feed, keys: list[str] | None = None) -> dict:
+        """``{fx node name: array}`` of the floating-point node outputs, run by a torch.fx Interpreter."""
+        torch = _torch()
+        module = getattr(self.session, "_orig_mod", self.session)
+        wanted = None if keys is None else set(keys)
+        got: dict = {}
+
+        class Recorder(torch.fx.Interpreter):
+            def run_node(self, n):
+                out = super().run_node(n)
+                if n.op == "call_module" and (wanted is None or n.name in wanted) and isinstance(out, torch.Tensor) \
+                        and out.is_floating_point():
+                    got[n.name] = out.detach().float().cpu().numpy()
+                return out
+
+        args = [torch.from_numpy(np.asarray(feed[n])).to(self.device) for n in self.input_names]
+        with torch.inference_mode():
+            Recorder(module).run(*args)
+        return got
+
 
 class TorchNativeRunner(_TorchRunner):
     """A transformers-style folder made by the native route; runs the fused inference form."""
@@ -142,3 +170,33 @@ class TorchNativeRunner(_TorchRunner):
             from ..errors import CorruptModelError
 
             raise CorruptModelError(f"{self.artifact.path / 'model.safetensors'} is not a valid safetensors file: {exc}") from None
+
+    # -- intermediate outputs (for ``ocrconvert diff``) -------------------------------------------------
+    def layer_values(self) -> list[tuple[str, str]]:
+        """(module path, class name) of every submodule, in definition order (the root is ``""``)."""
+        module = getattr(self.session, "_orig_mod", self.session)
+        return [(name, type(m).__name__) for name, m in module.named_modules()]
+
+    def layer_outputs(self, feed, keys: list[str] | None = None) -> dict:
+        """``{module path: array}`` of every module call's floating-point tensor output, by forward hooks, in
+        the order the calls finish (a module called twice keeps its last output)."""
+        torch = _torch()
+        module = getattr(self.session, "_orig_mod", self.session)
+        wanted = None if keys is None else set(keys)
+        got: dict = {}
+
+        def hook(name):
+            def record(mod, args, out):
+                if isinstance(out, torch.Tensor) and out.is_floating_point():
+                    got.pop(name, None)
+                    got[name] = out.detach().float().cpu().numpy()
+            return record
+
+        handles = [m.register_forward_hook(hook(name)) for name, m in module.named_modules()
+                   if wanted is None or name in wanted]
+        try:
+            self._infer(feed)
+        finally:
+            for h in handles:
+                h.remove()
+        return got
