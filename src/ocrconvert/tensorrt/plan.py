@@ -16,7 +16,7 @@ from ..families.base import ModelInfo
 from ..options import Precision
 from .calibration import CalibrationSet, calibration_batches
 from .options import TrtOptions
-from .precision import FP16_KEEP_FP32_OPS, INT8_QUANTIZED_OPS, cast_fp16, quantize_qdq
+from .precision import FP16_FP32_CONTROL_FLOW, FP16_KEEP_FP32_OPS, INT8_QUANTIZED_OPS, cast_fp16, quantize_qdq
 from .profiles import ShapeProfile, derive_profiles, dims
 
 PROFILE_FILE = "profiles.json"
@@ -68,7 +68,8 @@ def prepare(load_model: Callable[[], object], info: ModelInfo, dest_dir: Path, o
     if precision is Precision.FP16:
         say("casting to FP16 (onnxconverter-common)")
         onnx.save(cast_fp16(model), str(out))
-        tool = "onnxconverter-common float16 (keep_io_types, fp32 ops: " + ", ".join(FP16_KEEP_FP32_OPS) + ")"
+        tool = ("onnxconverter-common float16 (keep_io_types, fp32 ops: " + ", ".join(FP16_KEEP_FP32_OPS)
+                + "; fp32 control flow with its bodies: " + ", ".join(FP16_FP32_CONTROL_FLOW) + ")")
     elif precision is Precision.INT8:
         say(f"inserting INT8 Q/DQ from {calibration.images} calibration images")
         quantize_qdq(model, calibration, out, method=options.calib_method)
