@@ -1,9 +1,9 @@
 """Inputs scripts/fuzz_readers.py found, each reduced to its smallest form: every reader must end in an
 OcrConvertError (a clean exit code) or succeed, never raise anything else.
 
-Each test is marked ``xfail(strict=True, raises=<what escapes today>)`` while its bug is open: it cannot pass
-silently (a fix makes it XPASS, which fails: then drop the mark and the test guards the fix), and a different
-exception than the pinned one is a plain failure.
+A new input is added marked ``@bug(raises=<what escapes today>, reason=...)`` (a strict xfail) while its bug is
+open: it cannot pass silently (a fix makes it XPASS, which fails: then drop the mark and the test guards the fix),
+and a different exception than the pinned one is a plain failure. Every input below is fixed and guarded.
 """
 from __future__ import annotations
 
@@ -14,12 +14,8 @@ import sys
 import zlib
 from pathlib import Path
 
-import zipfile
-
 import numpy as np
 import pytest
-from PIL.Image import DecompressionBombError
-from safetensors import SafetensorError
 
 from ocrconvert.errors import OcrConvertError
 

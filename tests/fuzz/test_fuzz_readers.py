@@ -23,17 +23,8 @@ def _assert_clean(fuzz, result) -> None:
         pytest.fail("\n" + fuzz.render(result), pytrace=False)
 
 
-# readers the 10,000-input run (seed 832879552) still escapes from: each reproducer is a strict xfail in
-# test_found_inputs.py; here the fresh-seed run of those readers is reported (xfail), not yet a gate
-KNOWN_ESCAPES = set(COUNTS) - {"dict"}
-
-
 def _marks(t: str) -> list:
-    marks = [pytest.mark.paddle] if t in PADDLE else []
-    if t in KNOWN_ESCAPES:
-        marks.append(pytest.mark.xfail(reason=f"{t}: known uncaught exceptions, see tests/fuzz/test_found_inputs.py",
-                                       strict=False))
-    return marks
+    return [pytest.mark.paddle] if t in PADDLE else []
 
 
 @pytest.mark.parametrize("target", [pytest.param(t, marks=_marks(t)) for t in COUNTS])
@@ -45,8 +36,6 @@ def test_reader_raises_only_our_errors(target, fuzz, fuzz_seed, fuzz_corpus):
 
 
 @pytest.mark.paddle
-@pytest.mark.xfail(reason="paddle-graph: Paddle's deserialiser segfaults on a dangling parent block (test_found_inputs.py)",
-                   strict=False)
 def test_paddle_graph_reader_in_a_worker(fuzz, fuzz_seed, zoo):
     """Paddle's C++ deserialiser may abort the process: a worker process runs it, so a crash is a failure
     with its reproducer instead of the end of the test session."""
