@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from ..errors import UsageError
+from ..errors import CorruptModelError, UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,10 +40,13 @@ def _scale(value) -> float:
     if isinstance(value, (int, float)):
         return float(value)
     text = str(value).replace(" ", "")
-    if "/" in text:
-        num, den = text.split("/", 1)
-        return float(num) / float(den)
-    return float(text)
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            return float(num) / float(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise CorruptModelError(f"inference.yml: NormalizeImage.scale {text[:40]!r} is not a number") from None
 
 
 @dataclass(frozen=True)
