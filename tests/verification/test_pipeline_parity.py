@@ -68,6 +68,12 @@ def test_each_difference_fails(target, problem):
     assert any(problem in msg for ln in p.lines for msg in ln.problems), [ln.problems for ln in p.lines]
 
 
+def test_a_cer_tolerance_lets_a_near_text_through():
+    src, tgt = page(((10, 10), "abc", 0.9)), page(((10, 10), "abd", 0.9))
+    assert not compare_pages("p", src, tgt, PipelineTolerances()).passed
+    assert compare_pages("p", src, tgt, PipelineTolerances(max_cer=0.34)).passed
+
+
 def test_det_map_difference_fails():
     a, b = np.zeros((32, 32), np.float32), np.zeros((32, 32), np.float32)
     b[3, 3] = 0.01
