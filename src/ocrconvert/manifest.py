@@ -181,7 +181,7 @@ def read_manifest(path: Path) -> dict | None:
 
 _DAMAGED = "The sidecar manifest is damaged or was not written by ocrconvert; convert again (--force)."
 _OPT_STR = (str, type(None))
-_RECORD = {"path": _OPT_STR, "format": _OPT_STR, "sha256": _OPT_STR, "model": _OPT_STR}
+_RECORD = {"path": str, "format": _OPT_STR, "sha256": _OPT_STR, "model": _OPT_STR}  # every record names a path
 
 
 def _fields(value, types: dict, where: str) -> str | None:

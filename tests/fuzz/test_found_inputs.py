@@ -263,7 +263,8 @@ def test_manifest_verification_not_a_mapping(tmp_path):
     reads_cleanly(load, _with_manifest(tmp_path, {"verification": [1]}))
 
 
-@pytest.mark.parametrize("source", ["a string", {"path": 5}], ids=["source-a-string", "path-a-number"])
+@pytest.mark.parametrize("source", ["a string", {"path": 5}, {"path": None}],
+                         ids=["source-a-string", "path-a-number", "path-null"])
 def test_manifest_source_of_the_wrong_type(tmp_path, source):
     from ocrconvert.formats import detect
     from ocrconvert.pipeline import original_source
