@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import UsageError, from_os_error
-from .formats import MANIFEST_FILE
+from .formats import MANIFEST_FILE, SET_FILE
 
 FAILED_TAG = "FAILED"
 _PREFIX = ".ocx-"  # staging, lock and swap names: short, so they never exceed the file system's name limit
@@ -72,9 +72,9 @@ def _normal_permissions(root: Path) -> None:
 
 
 def is_ours(folder: Path) -> bool:
-    """A folder ocrconvert wrote (a manifest inside), or an empty one."""
-    return not any(folder.iterdir()) or (folder / MANIFEST_FILE).exists() or any(
-        p.name.endswith(".ocrconvert.json") for p in folder.iterdir())
+    """A folder ocrconvert wrote (a manifest or a model-set record inside), or an empty one."""
+    return (not any(folder.iterdir()) or (folder / MANIFEST_FILE).exists() or (folder / SET_FILE).exists()
+            or any(p.name.endswith(".ocrconvert.json") for p in folder.iterdir()))
 
 
 def check_output(path: Path, *, is_dir: bool, sources=(), force: bool = False) -> None:

@@ -33,6 +33,7 @@ class Format(str, Enum):
 TORCH_GRAPH_FILE = "graph.onnx"
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "ocrconvert.json"
+SET_FILE = "ocrconvert-set.yaml"      # the record of a model-set folder (``convert-set``)
 _YML_NAMES = ("inference.yml", "inference.yaml")
 _DICT_GLOBS = ("*dict*.txt", "*keys*.txt", "dict.txt")
 

@@ -404,6 +404,8 @@ def convert_set(
     # never over or into the source set, any of its stages, its dictionary or its YAML
     guarded = [*src_set.stages.values(), *([src_set.dictionary] if src_set.dictionary else []),
                *([src_set.origin.path] if src_set.origin else [])]
+    for name, stage_src in src_set.stages.items():  # every stage's route and options, before any work
+        _choose_route(detect(stage_src), target, prefer, options)
     out = Path(output)
     if out.suffix in (".onnx", ".pt2", ".engine", ".yaml", ".yml"):
         raise UsageError(f"-o {out} names a file; a model set is a folder", hint="Name a folder, e.g. -o out/")

@@ -12,8 +12,8 @@ from .render import emit_json, err, out
 SetArg = Annotated[Path, typer.Argument(help="Source model set: a PaddleOCR model-set folder (det/cls/rec model "
                                              "folders and a dictionary), a set folder, or a YAML naming each stage.")]
 ToOpt = Annotated[str, typer.Option("--to", help="onnx | torch | torch-native | torch-aot | tensorrt")]
-BuildPrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="Build precision for routes that take "
-                                                                              "one (torch-aot, tensorrt): fp32, fp16, int8.")]
+BuildPrecisionOpt = Annotated[Optional[str], typer.Option(
+    "--precision", help="Build precision for routes that take one (torch-aot, tensorrt): fp32, fp16, int8.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="Where the converted set runs for the end-to-end check "
                                                          "(cpu, cuda, cuda:N); torch-aot also builds for it.")]
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CorruptModelError, ModelNotFoundError, ParityError, UnsupportedModelError, UsageError
+from ..formats import SET_FILE
 
 log = logging.getLogger(__name__)
 
-SET_FILE = "ocrconvert-set.yaml"
 SET_SCHEMA = 1
 STAGES = ("det", "cls", "rec")
 STAGE_OF_FAMILY = {"det-db": "det", "cls": "cls", "rec-ctc": "rec"}
@@ -293,5 +293,5 @@ def _from_folder(folder: Path) -> ModelSet:
                     SetOrigin("paddle-folder", folder.resolve()))
 
 
-__all__ = ["ModelSet", "SetOrigin", "read_set", "load_set", "from_stages", "stage_of", "SET_FILE", "SET_SCHEMA", "STAGES",
-           "STAGE_OF_FAMILY"]
+__all__ = ["ModelSet", "SetOrigin", "read_set", "load_set", "from_stages", "stage_of", "SET_FILE", "SET_SCHEMA",
+           "STAGES", "STAGE_OF_FAMILY"]
