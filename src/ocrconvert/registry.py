@@ -33,12 +33,11 @@ FILE_TARGETS = {"onnx": ".onnx", "tensorrt": ".engine", "torch-aot": ".pt2"}
 class VerificationPolicy:
     """How the spine must judge what a hop produced.
 
-    ``precision`` picks the tolerances (a family's per-precision defaults); ``random_cases`` is
-    ``"judged"`` or ``"informational"`` (INT8: calibration fixed activation ranges on images, so uniform
-    noise saturates them by design — reported, not counted); ``verifier``, when set, replaces the
-    generic artifact-vs-source comparison (a VLM tower is compared with its transformers module)."""
+    ``precision`` picks the tolerances; how each case is judged at that precision (INT8 random cases as loose
+    gates, weight checks) is the model family's policy, the same for every route and for ``ocrconvert verify``;
+    ``verifier``, when set, replaces the generic artifact-vs-source comparison (a VLM tower is compared with
+    its transformers module)."""
     precision: Precision = Precision.FP32
-    random_cases: str = "judged"
     verifier: Callable[..., Any] | None = None
 
 

@@ -54,5 +54,6 @@ def test_int8_engine_from_calibration(onnx_model, calib_cls, tmp_path):
     else:
         assert "INT8" in eng["builder_flags"] and eng["calibration"]["batches_read_by_tensorrt"] == 2
         assert eng["calibration"]["cache"]["written_bytes"] == (tmp_path / "calib.cache").stat().st_size > 0
-    assert result.report.informational and all(c.kind == "random" for c in result.report.informational)
+    randoms = [c for c in result.report.cases if c.kind == "random"]
+    assert randoms and all(c.gate for c in randoms)   # the family's INT8 policy: loose gates, as under verify
     print(result.report.summary_line())   # recorded in docs/tensorrt.md when this first runs on a GPU

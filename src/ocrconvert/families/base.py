@@ -82,6 +82,22 @@ class Family:
         when random cases are judged like any other."""
         return self.INT8_RANDOM_GATE if str(precision) == "int8" else None
 
+    # Tighter (atol, rtol) for random cases than the precision's default, where the family's outputs allow one.
+    RANDOM_BOUNDS: dict[str, tuple[float, float]] = {}
+
+    def random_bounds(self, precision) -> tuple[float, float] | None:
+        return self.RANDOM_BOUNDS.get(str(precision))
+
+    # At reduced precision the outputs carry the precision's own error, which hides a weight damaged by less (INT8
+    # det: a head conv x1.02 moves IoU 0.920 -> 0.919); a weight cannot hide it. So every weight of an fp16 / INT8
+    # ONNX must lie within this many steps of the precision (fp16 spacing, INT8 per-channel scale) of its source
+    # weight: an honest cast or quantisation rounds to the nearest, half a step (verification/weights.py).
+    WEIGHT_STEPS = {"fp16": 1.0, "int8": 1.0}
+
+    def weight_steps(self, precision) -> float | None:
+        """How many steps of ``precision`` a target weight may be off its source weight; None: not checked."""
+        return self.WEIGHT_STEPS.get(str(precision))
+
     # ---- could a case have failed? -------------------------------------------------
     # a verdict needs at least this many cases whose reference carried signal (else INCONCLUSIVE)
     min_informative = 1

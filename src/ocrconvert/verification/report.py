@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from ..families.base import TaskResult
 from .compare import OutputComparison
+from .weights import WeightCheck
 
 
 @dataclass
@@ -42,8 +43,8 @@ class ParityReport:
     cases: list[CaseResult] = field(default_factory=list)
     seconds: float = 0.0
     extra_reports: list["ParityReport"] = field(default_factory=list)  # e.g. a second form of the same artifact
-    # cases run and reported but not judged (INT8 random noise: calibration fixed ranges on images)
-    informational: list[CaseResult] = field(default_factory=list)
+    # reduced precision: the target's weights against the source's (None: the precision checks none)
+    weights: WeightCheck | None = None
     seed: int = 0   # of the random cases: a verdict is reproducible from the report
     min_informative: int = 1  # cases that could have failed, below which the verdict is INCONCLUSIVE
 
@@ -57,8 +58,12 @@ class ParityReport:
         not its case was informative, a pass of an uninformative case is none."""
         if any(not c.passed for c in self.cases) or any(not r.passed for r in self.extra_reports):
             return "FAILED"
+        if self.weights is not None and not self.weights.passed:
+            return "FAILED"
         if not self.cases or self.informative_cases < self.min_informative:
             return "INCONCLUSIVE"
+        if self.weights is not None and self.weights.ran and not self.weights.complete:
+            return "INCONCLUSIVE"  # a compute weight no source weight vouches for could hide a damage
         return "PASSED"
 
     @property
@@ -89,11 +94,13 @@ class ParityReport:
                  self._worst_line()]
         if self.task_summary():
             parts.append(self.task_summary())
+        if self.weights is not None:
+            parts.append(self.weights.line())
         return " | ".join(parts)
 
     def _worst_line(self) -> str:
         random, overall = self.worst_max_abs("random"), self.worst_max_abs(None)
-        if random != random:  # no judged random case (INT8: reported, not judged)
+        if random != random:  # no random case (a recorded reference without them)
             return f"max abs {overall:.3g}"
         return f"max abs random {random:.3g}, images {overall:.3g}"
 
@@ -104,5 +111,5 @@ class ParityReport:
                 "tolerances": self.tolerances, "seed": self.seed, "worst_max_abs_random": self.worst_max_abs("random"),
                 "worst_max_abs": self.worst_max_abs(None), "seconds": round(self.seconds, 3),
                 "cases": [c.to_dict() for c in self.cases],
-                **({"informational_cases": [c.to_dict() for c in self.informational]} if self.informational else {}),
+                **({"weights": self.weights.to_dict()} if self.weights is not None else {}),
                 **({"extra_reports": [r.to_dict() for r in self.extra_reports]} if self.extra_reports else {})}

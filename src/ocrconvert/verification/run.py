@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -9,10 +10,11 @@ from ..errors import UsageError
 from ..families import ModelInfo, resolve_family
 from ..families.imaging import load_images
 from ..families.rec import read_dictionary_file
-from ..formats import Artifact, detect
+from ..formats import Artifact, Format, detect
 from ..runners import runner_for
 from .compare import Tolerances, compare_arrays, pair_outputs
 from .report import CaseResult, ParityReport
+from .weights import WeightCheck, weight_check
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +34,14 @@ def verify_artifacts(
     source_runner=None,
     target_runner=None,
     progress: Callable[[str], None] | None = None,
-    random_cases: str = "judged",
 ) -> ParityReport:
     """Run the same inputs through source and target; compare every output and the task metric.
 
     Inputs: seeded random tensors at several shapes inside the dynamic range (batch 1 and >1,
     several widths/heights), images rendered with known content, and ``images`` when given, each
-    preprocessed as the model family expects.
+    preprocessed as the model family expects. The family's policy for the precision says how each case is
+    judged (INT8 random cases are loose gates, tighter random bounds where its outputs allow) and whether the
+    target's weights must match the source's (fp16, INT8: ``weights.py``).
     """
     t0 = time.perf_counter()
     src, tgt = _as_artifact(source), _as_artifact(target)
@@ -61,9 +64,11 @@ def verify_artifacts(
                           out_runner.backend, fam.name, tol.to_dict(), seed=seed,
                           min_informative=fam.min_informative)
     fam.precision = str(tol.precision or "fp32")
-    gate = fam.random_gate(tol.precision) if random_cases != "informational" else None
+    gate = fam.random_gate(tol.precision)
     gate_tol = None if gate is None else Tolerances(precision=tol.precision, atol=gate[0], rtol=0.0,
                                                     min_cosine=gate[1], image_factor=1.0)
+    bounds = fam.random_bounds(tol.precision) if tol.atol is None and tol.rtol is None else None  # the user's win
+    random_tol = tol if bounds is None else replace(tol, atol=bounds[0], rtol=bounds[1])
     for kind, label, feed, gts in cases:
         if progress:
             progress(label)
@@ -71,7 +76,7 @@ def verify_artifacts(
         out = out_runner.infer(feed)
         pairs = pair_outputs(list(ref), list(out))
         is_gate = gate_tol is not None and kind == "random"
-        case_tol = gate_tol if is_gate else tol
+        case_tol = gate_tol if is_gate else random_tol if kind == "random" else tol
         comparisons = [compare_arrays(rn, ref[rn], out[on], case_tol, target_name=on, image=kind != "random")
                        for rn, on in pairs]
         aligned = {rn: out[on] for rn, on in pairs}
@@ -82,11 +87,27 @@ def verify_artifacts(
         why_not = "loose INT8 gate (noise outside the calibrated ranges)" if is_gate else fam.uninformative(ref, floor)
         report.cases.append(CaseResult(label, shapes, comparisons, task, kind, uninformative=why_not, gate=is_gate))
         log.info("%s: %s", label, "ok" if report.cases[-1].passed else "FAILED")
-    if random_cases == "informational":
-        report.informational = [c for c in report.cases if c.kind == "random"]
-        report.cases = [c for c in report.cases if c.kind != "random"]
+    steps = fam.weight_steps(tol.precision)
+    if steps is not None:
+        report.weights = _weight_check(src, ref_runner, tgt, fam.precision, steps)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _weight_check(src: Artifact, ref_runner, tgt: Artifact, precision: str, steps: float) -> WeightCheck:
+    """The target's weights against the ORIGINAL's; a recorded reference names its source (used when it is
+    still here, unchanged)."""
+    if src.format is Format.REFERENCE:
+        from ..manifest import sha256_artifact
+
+        recorded = getattr(ref_runner, "header", {}).get("source") or {}
+        path = Path(recorded.get("path") or "")
+        if not recorded.get("path") or not path.exists():
+            return WeightCheck(precision, steps, skipped=f"the reference's source {path} is not on this machine")
+        if recorded.get("sha256") != sha256_artifact(path):
+            return WeightCheck(precision, steps, skipped=f"the reference's source {path} changed since it was recorded")
+        src = detect(path)
+    return weight_check(src, tgt, precision, steps)
 
 
 def build_cases(fam, *, seed: int = 0, rendered: bool = True, images=None) -> list[tuple[str, str, dict, list | None]]:
