@@ -56,8 +56,6 @@ def print_report(report) -> None:
             gt = case.task.detail["ground_truth"]
             hits = sum(a == b for a, b in zip(src, gt))
             out.print(f"source model reads {hits}/{len(gt)} rendered lines exactly as written")
-    if report.weights is not None:
-        out.print(f"  {report.weights.line()}", highlight=False)
     line = report.summary_line()
     color = {"PASSED": "green", "FAILED": "red"}.get(report.verdict, "yellow")
     out.print(f"[bold {color}]{line}[/]")
