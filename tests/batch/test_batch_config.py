@@ -29,8 +29,10 @@ def test_zoo_config_covers_every_zoo_model():
     from ocrconvert.zoo import entries
 
     cfg = load_config(REPO / "configs" / "zoo" / "ppocr.yaml")
-    models = {j.model for j in cfg.jobs}
+    models = {j.model for j in cfg.jobs if j.kind == "model"}
     assert models == set(entries())
+    sets = {j.id: dict(j.stages) for j in cfg.jobs if j.kind == "set"}
+    assert sets == {"ppocrv4-set.onnx": {"det": "ppocrv4-det", "cls": "ppocrv4-cls", "rec": "ppocrv4-rec"}}
     targets = {(j.model, j.target) for j in cfg.jobs}
     for paddle in ("ppocrv4-det", "ppocrv4-rec", "ppocrv4-cls", "ppocrv5-mobile-det", "ppocrv5-mobile-rec", "slanet-plus"):
         assert {(paddle, "onnx"), (paddle, "torch")} <= targets

@@ -1,11 +1,13 @@
 """The batch config: a strict YAML schema -> jobs, each job's route options validated by its route.
 
-Every (model, target) pair is a job. ``defaults`` < model entry < target entry, key by key
-(``options`` merge key by key too). Route options (``options: {opset: 14}``) are validated when the
-config is loaded by the options records the route's converters registered, exactly as the spine
-will take them, so a bad key or value is exit 2 naming the job before anything runs. A job's
-``precision`` goes to the route where a hop builds in a precision (``aot-build``, ``trt-build``);
-a route that only builds fp32 refuses any other precision.
+Every (model, target) pair is a job; a ``set:`` entry (a model set: a set folder, a PaddleOCR model-set
+folder, a stage YAML, or a mapping ``{det: ZOO_NAME|PATH, rec: ..., cls: ..., dict: PATH}``) makes ``set``
+jobs: the set converted by ``convert-set`` and gated on its end-to-end pipeline parity.
+``defaults`` < model entry < target entry, key by key (``options`` merge key by key too). Route options
+(``options: {opset: 14}``) are validated when the config is loaded by the options records the route's
+converters registered, exactly as the spine will take them, so a bad key or value is exit 2 naming the
+job before anything runs. A job's ``precision`` goes to the route where a hop builds in a precision
+(``aot-build``, ``trt-build``); a route that only builds fp32 refuses any other precision.
 """
 from __future__ import annotations
 
@@ -18,20 +20,16 @@ from typing import Any
 from ...errors import ExitCode, OcrConvertError, UsageError
 from ...options import Precision
 
-# config target name -> (pipeline target, preferred route)
-TARGETS: dict[str, tuple[str, str | None]] = {
-    "onnx": ("onnx", None),
-    "torch": ("torch", "onnx2torch"),          # graph route: ONNX description + safetensors
-    "torch-native": ("torch", "native"),       # transformers-style folder
-    "torch-aot": ("torch-aot", None),
-    "tensorrt": ("tensorrt", None),
-}
+from ...pipeline import TARGET_NAMES as TARGETS  # config target name -> (pipeline target, preferred route)
+
 # keys that may appear in defaults, on a model and on a target entry
 JOB_KEYS = {"timeout", "atol", "rtol", "precision", "seed", "verify", "options", "family", "dict", "images",
             "expect", "reason"}
 TOP_KEYS = {"version", "output", "report_dir", "defaults", "models"}
 DEFAULT_KEYS = JOB_KEYS | {"targets"}
-MODEL_KEYS = JOB_KEYS | {"model", "name", "targets"}
+MODEL_KEYS = JOB_KEYS | {"model", "set", "name", "targets"}
+SET_STAGE_KEYS = ("det", "cls", "rec", "dict")
+NOT_FOR_SETS = ("family", "dict")  # a set's stages know their families; its dictionary is named in the set
 TARGET_KEYS = JOB_KEYS | {"target"}
 EXPECT_KEYS = {"exit_code", "unsupported_ops", "message"}
 DEFAULT_TIMEOUT = 900.0
@@ -74,6 +72,8 @@ class JobSpec:
     images: str | None = None
     expect: Expectation | None = None
     reason: str | None = None
+    kind: str = "model"        # "model", or "set": a model set through convert-set, gated on pipeline parity
+    stages: tuple[tuple[str, str], ...] | None = None  # a set given as a mapping: (stage, zoo name or path)
 
     @property
     def pipeline_target(self) -> str:
@@ -85,7 +85,8 @@ class JobSpec:
 
     def settings(self) -> dict:
         """Everything of the job that changes its artifact or its verdict (JSON-able; see fingerprint)."""
-        return {"target": self.target, "options": self.options, "atol": self.atol, "rtol": self.rtol,
+        kind = {"kind": self.kind, "stages": [list(s) for s in self.stages or ()]} if self.kind == "set" else {}
+        return {**kind, "target": self.target, "options": self.options, "atol": self.atol, "rtol": self.rtol,
                 "precision": self.precision.value if self.precision else None, "seed": self.seed,
                 "verify": self.verify, "family": self.family, "dict": self.dict, "images": self.images,
                 "expect": asdict(self.expect) if self.expect else None}
@@ -226,7 +227,21 @@ def _source_nodes(model: str) -> set[str]:
         return set(NODE_OF.values())
 
 
-def route_options(job_id: str, model: str, target: str, options: dict, precision: Precision | None) -> dict:
+def _set_source_nodes(model: str, stages: tuple[tuple[str, str], ...] | None) -> set[str]:
+    """The nodes a set's stages start from: exact for stages given as zoo names or model paths."""
+    from ...registry import NODE_OF
+
+    if not stages:  # a set folder or YAML: its stages are read when the job runs
+        return set(NODE_OF.values())
+    nodes: set[str] = set()
+    for stage, ref in stages:
+        if stage != "dict":
+            nodes |= _source_nodes(ref) if is_zoo_name(ref) or Path(ref).exists() else set(NODE_OF.values())
+    return nodes or set(NODE_OF.values())
+
+
+def route_options(job_id: str, model: str, target: str, options: dict, precision: Precision | None,
+                  nodes: set[str] | None = None) -> dict:
     """The options the job hands the spine, validated now by the records of the route it will take.
 
     Refuses (exit 2, naming the job) a key or value no candidate route accepts, and a precision the
@@ -235,7 +250,7 @@ def route_options(job_id: str, model: str, target: str, options: dict, precision
     from ...pipeline import split_options  # the spine's own rule: each hop takes its share, the rest is refused
 
     pipeline_target, prefer = TARGETS[target]
-    routes = [r for node in sorted(_source_nodes(model))
+    routes = [r for node in sorted(nodes if nodes is not None else _source_nodes(model))
               for r in registry.plan_routes(node, pipeline_target, prefer=prefer)]
     wanted = dict(options)
     if not routes:  # no route at all: the job fails when it runs, as an unsupported model
@@ -282,6 +297,33 @@ def _user_path(base: Path, value: str, where: str, *, resolve: bool = True) -> P
         raise BatchConfigError(f"{where}: {value!r} is not a usable path ({exc})") from None
 
 
+def _set_entry(value, name, base: Path, where: str) -> tuple[str, tuple[tuple[str, str], ...] | None]:
+    """A ``set:`` value: a path (set folder, PaddleOCR model-set folder, stage YAML) or a mapping of stages to zoo
+    names or paths. Returns (the set as the job's model string, the stages of a mapping or None)."""
+    if isinstance(value, str) and value:
+        return str(_user_path(base, value, f"{where}: set", resolve=False)), None
+    if not isinstance(value, dict) or not value:
+        raise BatchConfigError(f"{where}: set must be a path or a mapping {{det: ..., rec: ..., cls: ..., dict: ...}}")
+    _fail_unknown(value, set(SET_STAGE_KEYS), f"{where}: set")
+    missing = [k for k in ("det", "rec") if k not in value]
+    if missing:
+        raise BatchConfigError(f"{where}: set names no {' and no '.join(missing)} model",
+                               hint="A set needs det and rec (zoo names or paths); cls and dict are optional.")
+    if not isinstance(name, str) or not name:
+        raise BatchConfigError(f"{where}: a set given as a mapping needs a name (the job id prefix)")
+    stages = []
+    for key in SET_STAGE_KEYS:
+        ref = value.get(key)
+        if ref is None:
+            continue
+        if not isinstance(ref, str) or not ref:
+            raise BatchConfigError(f"{where}: set.{key} must be a zoo name or a path, not {ref!r}")
+        if key == "dict" or not is_zoo_name(ref):
+            ref = str(_user_path(base, ref, f"{where}: set.{key}", resolve=False))
+        stages.append((key, ref))
+    return "set(" + ", ".join(f"{k}={v}" for k, v in stages) + ")", tuple(stages)
+
+
 def parse_config(doc, path: Path, *, base: Path | None = None) -> BatchConfig:
     """Validate a loaded config document; relative paths resolve against ``base`` (default: cwd)."""
     base = Path.cwd() if base is None else base
@@ -307,10 +349,16 @@ def parse_config(doc, path: Path, *, base: Path | None = None) -> BatchConfig:
         entry = {"model": m} if isinstance(m, str) else _mapping(m, f"{path}: models[{i}]")
         where = f"{path}: models[{i}]"
         _fail_unknown(entry, MODEL_KEYS, where)
-        model = entry.get("model")
+        kind, stages = "set" if "set" in entry else "model", None
+        if kind == "set":
+            if "model" in entry:
+                raise BatchConfigError(f"{where}: give either model or set, not both")
+            model, stages = _set_entry(entry["set"], entry.get("name"), base, where)
+        else:
+            model = entry.get("model")
         if not isinstance(model, str) or not model:
-            raise BatchConfigError(f"{where}: 'model' (a zoo name or a path) is required")
-        where = f"{path}: model {model!r}"
+            raise BatchConfigError(f"{where}: 'model' (a zoo name or a path) or 'set' is required")
+        where = f"{path}: {kind} {model!r}"
         model_settings = _job_settings(entry, where)
         targets = _targets(entry["targets"], where) if "targets" in entry else default_targets
         if not targets:
@@ -318,7 +366,7 @@ def parse_config(doc, path: Path, *, base: Path | None = None) -> BatchConfig:
         name = entry.get("name") or _model_id(model)
         if not isinstance(name, str):
             raise BatchConfigError(f"{where}: name must be a string")
-        if not is_zoo_name(model):
+        if kind == "model" and not is_zoo_name(model):
             model = str(_user_path(base, model, where, resolve=False))
         for t in targets:
             s = _merge(default_settings, model_settings, _job_settings(t, f"{where}, target {t['target']!r}"))
@@ -327,11 +375,17 @@ def parse_config(doc, path: Path, *, base: Path | None = None) -> BatchConfig:
                 raise BatchConfigError(f"{where}: job {job_id!r} is listed twice",
                                        hint="Give one of the entries a distinct 'name'.")
             seen[job_id] = model
+            if kind == "set" and any(k in s for k in NOT_FOR_SETS):
+                raise BatchConfigError(f"{where}: {', '.join(k for k in NOT_FOR_SETS if k in s)} cannot be set on a "
+                                       "set job", hint="A set's stages are recognised by family; name its dictionary "
+                                                       "in the set: set: {det: ..., rec: ..., dict: PATH}.")
             for k in ("dict", "images"):
                 if s.get(k):
                     s[k] = str(_user_path(base, s[k], f"{where}: {k}", resolve=False))
-            s["options"] = route_options(job_id, model, t["target"], s.get("options", {}), s.get("precision"))
-            jobs.append(JobSpec(id=job_id, model=model, target=t["target"], output=output / name / t["target"], **s))
+            s["options"] = route_options(job_id, model, t["target"], s.get("options", {}), s.get("precision"),
+                                         _set_source_nodes(model, stages) if kind == "set" else None)
+            jobs.append(JobSpec(id=job_id, model=model, target=t["target"], output=output / name / t["target"],
+                                kind=kind, stages=stages, **s))
     return BatchConfig(path, output, report_dir, jobs)
 
 

@@ -113,6 +113,18 @@ def source_digest(source: Path, cache: DigestCache | None = None) -> str:
     return h.hexdigest()
 
 
+def set_digest(model_set, cache: DigestCache | None = None) -> str:
+    """Content hash of a model set: each stage's source digest under its stage name, and the dictionary."""
+    cache = cache or DigestCache()
+    h = hashlib.sha256()
+    for stage, path in model_set.stages.items():
+        h.update(f"{stage}:{source_digest(path, cache)}".encode())
+    if model_set.dictionary is not None:
+        h.update(f"dict:{cache.file(model_set.dictionary)}".encode())
+    h.update(json.dumps(model_set.params, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
 def fingerprint(job: JobSpec, src_digest: str, versions: dict) -> str:
     settings = {**job.settings(), "dict": _file_digest(job.dict), "images": _dir_digest(job.images)}
     doc = {"source": src_digest, "settings": settings, "versions": versions}
@@ -120,16 +132,16 @@ def fingerprint(job: JobSpec, src_digest: str, versions: dict) -> str:
 
 
 def artifact_path(job: JobSpec) -> Path:
-    """Where the pipeline puts the artifact of a job (file targets go inside the job folder)."""
+    """Where the pipeline puts the artifact of a job (file targets go inside the job folder; a set is the folder)."""
     from ...pipeline import final_path
 
-    return final_path(job.output, job.pipeline_target)
+    return job.output if job.kind == "set" else final_path(job.output, job.pipeline_target)
 
 
 def is_file_target(job: JobSpec) -> bool:
     from ...registry import FILE_TARGETS
 
-    return job.pipeline_target in FILE_TARGETS
+    return job.kind != "set" and job.pipeline_target in FILE_TARGETS
 
 
 def verified_on_disk(job: JobSpec, cache: DigestCache | None = None) -> str | None:
@@ -141,6 +153,8 @@ def verified_on_disk(job: JobSpec, cache: DigestCache | None = None) -> str | No
     art = artifact_path(job)
     if not art.exists():
         return "no artifact"
+    if job.kind == "set":
+        return _set_on_disk(job, art, cache)
     try:
         man = read_manifest(art)
     except OcrConvertError as exc:
@@ -158,4 +172,35 @@ def verified_on_disk(job: JobSpec, cache: DigestCache | None = None) -> str | No
             return "artifact sha256 differs from its manifest"
     except (OcrConvertError, OSError) as exc:
         return f"artifact unreadable: {exc}"
+    return None
+
+
+def _set_on_disk(job: JobSpec, folder: Path, cache: DigestCache | None) -> str | None:
+    """A set job's folder: its record holds the verdicts the job asked for, and every stage matches its manifest."""
+    import yaml
+
+    from ...formats import SET_FILE
+    from ...manifest import read_manifest
+
+    try:
+        record = yaml.safe_load((folder / SET_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return f"set record unreadable: {exc}"
+    if not isinstance(record, dict) or not isinstance(record.get("stages"), dict):
+        return "no set record"
+    if job.verify and (record.get("status") != "verified"
+                       or (record.get("pipeline_verification") or {}).get("verdict") != "PASSED"):
+        return "set record does not hold a passed pipeline verification"
+    if not job.verify and record.get("status") not in ("verified", "unverified"):
+        return f"set status is {record.get('status')!r}"
+    for stage, entry in record["stages"].items():
+        art = folder / str((entry or {}).get("path", ""))
+        try:
+            man = read_manifest(art) if art.exists() else None
+            if not man:
+                return f"stage {stage}: no artifact or manifest"
+            if (cache or DigestCache()).artifact(art) != (man.get("artifact") or {}).get("sha256"):
+                return f"stage {stage}: artifact sha256 differs from its manifest"
+        except (OcrConvertError, OSError) as exc:
+            return f"stage {stage}: unreadable: {exc}"
     return None

@@ -39,6 +39,9 @@ class JobRecord:
     reason: str | None = None
     fingerprint: str | None = None
     log: str | None = None
+    kind: str = "model"        # model | set
+    stages: dict | None = None  # a set job: each stage's verdict
+    pipeline: str | None = None  # a set job: the end-to-end pipeline verdict
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -122,7 +125,8 @@ def junit_xml(result: BatchResult) -> str:
              f'  <testsuite name="ocrconvert-batch" tests="{len(recs)}" failures="{failures}" errors="0" '
              f'skipped="{skipped}" time="{result.seconds:.3f}" timestamp="{result.started}">']
     for r in recs:
-        lines.append(f'    <testcase classname={quoteattr("ocrconvert.batch." + r.model)} name={quoteattr(r.target)} '
+        suite = f"set.{r.id.rsplit('.', 1)[0]}" if r.kind == "set" else r.model
+        lines.append(f'    <testcase classname={quoteattr("ocrconvert.batch." + suite)} name={quoteattr(r.target)} '
                      f'time="{r.seconds:.3f}">')
         err = r.error or {}
         if not r.ok:
@@ -157,5 +161,10 @@ def summary_md(result: BatchResult) -> str:
         detail = err.get("message") or r.summary or ""
         if r.status == "xfail" and r.reason:
             detail = f"expected: {r.reason} ({detail})"
-        lines.append(f"| {_md(r.model)} | {r.target} | {r.status} | {r.exit_code} | {mabs} | {r.seconds:.1f} | {_md(detail)} |")
+        model = f"set {r.id.rsplit('.', 1)[0]}" if r.kind == "set" else r.model
+        if r.kind == "set" and r.stages and not err:
+            detail = (", ".join(f"{k} {v}" for k, v in r.stages.items()) + f"; pipeline {r.pipeline or 'NOT RUN'}"
+                      + (f" ({detail})" if detail else ""))
+        lines.append(f"| {_md(model)} | {r.target} | {r.status} | {r.exit_code} | {mabs} | {r.seconds:.1f} "
+                     f"| {_md(detail)} |")
     return "\n".join(lines) + "\n"

@@ -27,8 +27,8 @@ from ...atomic import FileLock
 from ...errors import ExitCode, OcrConvertError, UsageError
 from . import killpoints
 from .config import BatchConfig, JobSpec, is_zoo_name
-from .fingerprint import (DigestCache, artifact_path, fingerprint, is_file_target, source_digest, tool_versions,
-                          verified_on_disk)
+from .fingerprint import (DigestCache, artifact_path, fingerprint, is_file_target, set_digest, source_digest,
+                          tool_versions, verified_on_disk)
 from .reports import REPORT_FILES, BatchResult, JobRecord, stale_temps, write_reports, write_text
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def run_batch(config: BatchConfig, *, jobs: int = 1, resume: bool = False, timeo
                          DigestCache(state_dir / DIGESTS_FILE))
         _sweep_state(ctx, specs, report_dir)
         records = {j.id: JobRecord(j.id, j.model, j.target, options=j.options, seed=j.seed, reason=j.reason,
-                                   expected=asdict(j.expect) if j.expect else None) for j in specs}
+                                   expected=asdict(j.expect) if j.expect else None, kind=j.kind) for j in specs}
         ran = _to_run(ctx, specs, records)
         _run(ctx, ran, records)
         _remember_digests(ctx, [job for job, _ in ran if records[job.id].ok])
@@ -99,15 +99,16 @@ def run_batch(config: BatchConfig, *, jobs: int = 1, resume: bool = False, timeo
     return result
 
 
-def _to_run(ctx: RunContext, specs: list[JobSpec], records: dict[str, JobRecord]) -> list[tuple[JobSpec, Path]]:
+def _to_run(ctx: RunContext, specs: list[JobSpec], records: dict[str, JobRecord]) -> list[tuple[JobSpec, object]]:
     """Fingerprint every job; the ones to run, with their sources (the others are recorded already)."""
     pending = []
     for job in specs:
         rec = records[job.id]
         try:
             src = _resolve_source(job)
-            rec.source = str(src)
-            rec.fingerprint = fingerprint(job, source_digest(src, ctx.digests), ctx.versions)
+            rec.source = str(src) if job.kind != "set" else str(src.origin.path if src.origin else job.model)
+            digest = set_digest(src, ctx.digests) if job.kind == "set" else source_digest(src, ctx.digests)
+            rec.fingerprint = fingerprint(job, digest, ctx.versions)
         except (OcrConvertError, OSError) as exc:
             err = exc if isinstance(exc, OcrConvertError) else UsageError(
                 f"cannot read {exc.filename or job.model}: {exc.strerror or exc}", hint="Check the model's path.")
@@ -156,7 +157,8 @@ def _resume_recorded(ctx: RunContext, job: JobSpec, rec: JobRecord) -> bool:
             return False
     elif prev.get("status") != "xfail":
         return False
-    for k in ("artifact", "manifest", "route", "summary", "worst_max_abs", "error", "exit_code", "log"):
+    for k in ("artifact", "manifest", "route", "summary", "worst_max_abs", "error", "exit_code", "log", "stages",
+              "pipeline"):
         setattr(rec, k, prev.get(k))
     rec.status, rec.ok, rec.seconds = ("resumed" if prev["status"] != "xfail" else "xfail"), True, 0.0
     _forget_run(ctx, job)
@@ -186,7 +188,7 @@ def _adopt(ctx: RunContext, job: JobSpec, rec: JobRecord) -> bool:
             return False
         if job.expect or not newer or verified_on_disk(job, ctx.digests):
             return False
-        _from_manifest(found, art)
+        _from_set_record(found, art) if job.kind == "set" else _from_manifest(found, art)
     log.info("%s: adopting what the interrupted run finished", job.id)
     found.status = "resumed" if found.status == "passed" else found.status
     found.seconds = 0.0
@@ -207,6 +209,21 @@ def _from_manifest(rec: JobRecord, art: Path) -> None:
     rec.summary = ver.get("summary") or "not verified (verify: false)"
     mabs = ver.get("worst_max_abs_random")
     rec.worst_max_abs = float(mabs) if isinstance(mabs, (int, float)) else None
+    rec.exit_code, rec.error, rec.status, rec.ok = 0, None, "passed", True
+
+
+def _from_set_record(rec: JobRecord, folder: Path) -> None:
+    import yaml
+
+    from ...formats import SET_FILE
+
+    record = yaml.safe_load((folder / SET_FILE).read_text(encoding="utf-8"))
+    pipe = record.get("pipeline_verification") or {}
+    rec.artifact, rec.manifest = str(folder), str(folder / SET_FILE)
+    rec.route = [f"{k}: {' -> '.join(v.get('route') or [])}" for k, v in record["stages"].items()]
+    rec.stages = {k: v.get("verdict") for k, v in record["stages"].items()}
+    rec.pipeline = pipe.get("verdict")
+    rec.summary = pipe.get("summary") or "not verified (verify: false)"
     rec.exit_code, rec.error, rec.status, rec.ok = 0, None, "passed", True
 
 
@@ -280,7 +297,18 @@ def _kill_group(pid: int) -> None:
 
 
 # ------------------------------------------------------------------------------------- running
-def _resolve_source(job: JobSpec) -> Path:
+def _resolve_source(job: JobSpec):
+    """The job's source: a model path, or for a set job its ``ModelSet`` (stages given as zoo names pulled)."""
+    if job.kind == "set":
+        from ...ocr.modelset import SetOrigin, from_stages, read_set
+
+        if not job.stages:
+            return read_set(job.model)
+        from ..fetch import pull
+
+        paths = {k: (v if k == "dict" or not is_zoo_name(v) else str(pull(v))) for k, v in job.stages}
+        return from_stages(paths["det"], paths["rec"], paths.get("cls"), dictionary=paths.get("dict"),
+                           origin=SetOrigin("batch", Path(job.model)), where=f"job {job.id}")
     if is_zoo_name(job.model):
         from ..fetch import pull
 
@@ -303,7 +331,7 @@ class _Running:
             return True
 
 
-def _run(ctx: RunContext, pending: list[tuple[JobSpec, Path]], records: dict[str, JobRecord]) -> None:
+def _run(ctx: RunContext, pending: list[tuple[JobSpec, object]], records: dict[str, JobRecord]) -> None:
     running: list[_Running] = []
     try:
         while pending or running:
@@ -331,10 +359,16 @@ def _run(ctx: RunContext, pending: list[tuple[JobSpec, Path]], records: dict[str
             _sweep_slot(r.job)
 
 
-def _start(ctx: RunContext, job: JobSpec, rec: JobRecord, src: Path) -> _Running:
+def _start(ctx: RunContext, job: JobSpec, rec: JobRecord, src) -> _Running:
     ctx.state(job).unlink(missing_ok=True)  # the old verdict no longer holds
     ctx.result(job).unlink(missing_ok=True)
-    spec = {"job": job.id, "fingerprint": rec.fingerprint, "source": str(src), "output": str(job.output),
+    source = {"source": str(src)} if job.kind != "set" else {
+        "source": rec.source, "set": {"det": str(src.det), "rec": str(src.rec),
+                                      "cls": str(src.cls) if src.cls else None,
+                                      "dictionary": str(src.dictionary) if src.dictionary else None,
+                                      "params": src.params}}
+    spec = {"job": job.id, "kind": job.kind, "to": job.target, "fingerprint": rec.fingerprint, **source,
+            "output": str(job.output),
             "target": job.pipeline_target, "route": job.route, "options": job.options, "atol": job.atol,
             "rtol": job.rtol, "seed": job.seed, "verify": job.verify, "family": job.family, "dict": job.dict,
             "images": job.images, "parent_pid": os.getpid()}
@@ -386,7 +420,7 @@ def _finish(rec: JobRecord, job: JobSpec, result: dict, seconds: float) -> None:
     rec.seconds = round(seconds, 3)
     rec.exit_code = int(result.get("exit_code", 1))
     rec.error = result.get("error")
-    for k in ("artifact", "manifest", "route", "summary", "worst_max_abs"):
+    for k in ("artifact", "manifest", "route", "summary", "worst_max_abs", "stages", "pipeline"):
         if k in result:
             setattr(rec, k, result[k])
     if rec.exit_code == 0:

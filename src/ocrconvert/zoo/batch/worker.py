@@ -57,6 +57,8 @@ def run_job(spec: dict) -> dict:
     killpoints.hook_output_slot(points, job, batch_pid)
     # precision is not pinned here: it reached the route's options, and what the hop built picks the tolerances
     tol = Tolerances(atol=spec["atol"], rtol=spec["rtol"])
+    if spec.get("kind") == "set":
+        return run_set_job(spec, tol, points)
     res = convert(spec["source"], spec["output"], target=spec["target"], route=spec["route"], verify=spec["verify"],
                   options=spec["options"], images=spec["images"], tolerances=tol, family=spec["family"],
                   dictionary=spec["dict"], seed=spec["seed"], force=True,
@@ -70,6 +72,39 @@ def run_job(spec: dict) -> dict:
     if rep is not None and not res.passed:
         result["error"] = {"error": "ParityError", "message": rep.summary_line(), "exit_code": 6,
                            "hint": f"See the verification table in {res.manifest_path}."}
+    print(result["summary"], flush=True)
+    return result
+
+
+def run_set_job(spec: dict, tol, points) -> dict:
+    """A model set through ``pipeline.convert_set``: it passes only when every stage passed against its original
+    AND the whole set passed end to end against the source set (a pipeline check not run is no pass)."""
+    from ...ocr.modelset import SetOrigin, from_stages
+    from ...pipeline import convert_set
+
+    job, batch_pid, stages = spec["job"], int(spec["parent_pid"]), spec["set"]
+    model_set = from_stages(stages["det"], stages["rec"], stages.get("cls"), dictionary=stages.get("dictionary"),
+                            params=stages.get("params") or None, origin=SetOrigin("batch", Path(spec["source"])),
+                            where=f"job {job}")
+    res = convert_set(model_set, spec["output"], to=spec["to"], verify=spec["verify"], options=spec["options"],
+                      images=spec["images"], tolerances=tol, seed=spec["seed"], force=True,
+                      progress=lambda msg: print(f"[progress] {msg}", flush=True))
+    killpoints.in_worker(points, "committed", job, batch_pid)
+    record = res.record
+    pipe = record.get("pipeline_verification") or {}
+    gate = res.passed and (not spec["verify"] or pipe.get("verdict") == "PASSED")
+    worst = [r.report.worst_max_abs("random") for r in res.stages.values() if r.report is not None]
+    result = {"exit_code": int(ExitCode.OK if gate else ExitCode.PARITY_FAILED), "artifact": str(res.path),
+              "manifest": str(res.set_file),
+              "route": [f"{k}: {' -> '.join(v['route'])}" for k, v in record["stages"].items()],
+              "stages": {k: v["verdict"] for k, v in record["stages"].items()}, "pipeline": pipe.get("verdict"),
+              "summary": res.summary_line(), "worst_max_abs": float(max(worst)) if worst else None}
+    if not gate:
+        why = res.summary_line()
+        if res.passed:  # every stage passed, but the pipeline check did not run
+            why = f"pipeline parity {pipe.get('verdict', 'NOT RUN')}: {pipe.get('why') or ''}".strip()
+        result["error"] = {"error": "ParityError", "message": why, "exit_code": 6,
+                           "hint": f"See {res.set_file} and {res.path / 'pipeline-parity.html'}."}
     print(result["summary"], flush=True)
     return result
 
