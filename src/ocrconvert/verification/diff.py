@@ -148,10 +148,9 @@ def _native_plan_runner(target: Artifact, name_map: dict | None):
     man = read_manifest(target.path) or {}
     aot = man.get("aot") or {}
     folder = (name_map or {}).get("native") or (man.get("input") or {}).get("path")
+    keep = None
     if not folder or not Path(folder).is_dir():
-        raise UsageError(f"{target.path} runs through its native model in diff, and that folder ({folder}) is gone",
-                         hint="Build the package from a native folder that you keep (`ocrconvert convert ... "
-                              "--route native`, then `aot-build`).")
+        keep, folder = _rebuild_native(target, man, folder)
     fp32_parts = aot.get("fp32_parts")
 
     class PlannedNative(TorchNativeRunner):
@@ -161,7 +160,30 @@ def _native_plan_runner(target: Artifact, name_map: dict | None):
             return super()._prepare(module)
 
     device = aot.get("device") or "cpu"
-    return PlannedNative(detect(folder), device=device, half=bool(aot.get("fp16"))), device
+    runner = PlannedNative(detect(folder), device=device, half=bool(aot.get("fp16")))
+    runner.rebuilt_in = keep  # a rebuilt folder lives as long as its runner
+    return runner, device
+
+
+def _rebuild_native(target: Artifact, man: dict, folder):
+    """The native model of a package built straight from Paddle (its native hop was a temporary folder): the
+    native route again from the same, unchanged Paddle source, into a temporary folder (the mapping is
+    deterministic, so it is the model the package was compiled from)."""
+    import tempfile
+
+    from ..manifest import sha256_artifact
+    from ..native import convert_to_transformers
+
+    source = man.get("source") or {}
+    path = Path(source.get("path") or "")
+    if source.get("format") not in ("paddle-legacy", "paddle-pir") or not path.exists() \
+            or sha256_artifact(path) != source.get("sha256"):
+        raise UsageError(f"{target.path} runs through its native model in diff, and that folder ({folder}) is gone",
+                         hint="Build the package from a native folder that you keep (`ocrconvert convert ... "
+                              "--route native`, then `aot-build`), or keep its Paddle source unchanged.")
+    keep = tempfile.TemporaryDirectory(prefix="ocrconvert-diff-native-")
+    convert_to_transformers(detect(path), Path(keep.name))
+    return keep, keep.name
 
 
 def _hop_maps(source: Artifact, target: Artifact) -> list[dict] | None:

@@ -1,0 +1,193 @@
+"""``ocrconvert diff``: a conv whose weights are scaled x1.05 is named, exactly (or its immediate output in the aligned
+view), for Paddle -> ONNX, Paddle -> native torch, ONNX -> graph torch and native -> AOT; the undamaged pair of each
+route reports no divergence. Every artifact is converted once per module (no verification: diff is the judge) and
+damaged in a copy that keeps its manifest, whose name maps the hops recorded at conversion time.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ocrconvert
+from ocrconvert.manifest import manifest_path
+from ocrconvert.verification.diff import diff_artifacts
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "verification"))
+from _damage import _constants_to_initializers, scale_conv  # noqa: E402
+
+pytestmark = [pytest.mark.zoo, pytest.mark.paddle]
+FACTOR = 1.05
+
+
+@pytest.fixture(scope="module")
+def built(zoo, tmp_path_factory):
+    """Each artifact built once: {name: path}."""
+    root = tmp_path_factory.mktemp("diff")
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            if name == "det-onnx":
+                made[name] = ocrconvert.convert(zoo("ppocrv4-det"), root / "det.onnx", target="onnx",
+                                                verify=False).artifact.path
+            elif name == "det-native":
+                made[name] = ocrconvert.convert(zoo("ppocrv4-det"), root / "det-native", target="torch",
+                                                route="native", verify=False).artifact.path
+            elif name == "cls-onnx":
+                made[name] = ocrconvert.convert(zoo("ppocrv4-cls"), root / "cls.onnx", target="onnx",
+                                                verify=False).artifact.path
+            elif name == "cls-graph":
+                made[name] = ocrconvert.convert(get("cls-onnx"), root / "cls-graph", target="torch",
+                                                route="onnx2torch", verify=False).artifact.path
+            elif name == "cls-native":
+                made[name] = ocrconvert.convert(zoo("ppocrv4-cls"), root / "cls-native", target="torch",
+                                                route="native", verify=False).artifact.path
+        return made[name]
+
+    get.root = root
+    return get
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    """A copy of an artifact with its manifest (the name maps live there)."""
+    if src.is_dir():
+        shutil.copytree(src, dst)
+    else:
+        shutil.copy(src, dst)
+        shutil.copy(manifest_path(src), manifest_path(dst))
+    return dst
+
+
+def _named(report, expected_target: str) -> None:
+    """The first divergence is the damaged layer, or the first aligned layer downstream of it."""
+    first = report.first
+    assert first is not None, report.summary_line()
+    assert first.target == expected_target, (report.summary_line(), [n.to_dict() for n in report.neighbours(first)])
+    assert first.rel > 10 * first.tolerance
+    before = [r for r in report.layers if r.depth < first.depth]
+    assert before and all(not r.exceeded for r in before)
+
+
+def _scale_safetensors(folder: Path, key: str, factor: float = FACTOR) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    path = folder / "model.safetensors"
+    tensors = load_file(str(path))
+    tensors[key] = tensors[key] * np.float32(factor)
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
+# ---- Paddle -> ONNX ---------------------------------------------------------------------------------------
+def test_paddle_onnx_map_is_recorded_and_checked(built):
+    man = json.loads(manifest_path(built("det-onnx")).read_text())
+    m = man["hops"][0]["produced"]["name_map"]
+    assert (m["source"], m["target"], m["rejected"]) == ("paddle", "onnx", 0)
+    pairs = dict(m["pairs"])
+    assert len(pairs) > 100
+    assert pairs["conv2d_450.tmp_0"] == "p2o.pd_op.conv2d.0.0"  # paddle2onnx 2.x names the PIR translation's values
+
+
+def test_paddle_onnx_undamaged_passes(built, zoo):
+    report = diff_artifacts(zoo("ppocrv4-det"), built("det-onnx"))
+    assert report.passed, report.summary_line()
+    assert len(report.layers) > 100 and report.alignment.startswith("recorded name maps")
+
+
+def test_paddle_onnx_scaled_conv_is_named(built, zoo, tmp_path):
+    import onnx
+
+    dst = _copy(built("det-onnx"), tmp_path / "damaged.onnx")
+    model = onnx.load(str(dst))
+    _constants_to_initializers(model)
+    weight = scale_conv(model, FACTOR, which=20)
+    conv = next(n for n in model.graph.node if n.op_type == "Conv" and n.input[1] == weight)
+    onnx.save(model, str(dst))
+    report = diff_artifacts(zoo("ppocrv4-det"), dst)
+    _named(report, conv.output[0])
+    assert report.first.op == "conv2d"
+
+
+# ---- Paddle -> native torch -------------------------------------------------------------------------------
+@pytest.mark.torch
+@pytest.mark.native
+def test_paddle_native_undamaged_passes(built, zoo):
+    report = diff_artifacts(zoo("ppocrv4-det"), built("det-native"))
+    assert report.passed, report.summary_line()
+    assert len(report.layers) > 100
+
+
+@pytest.mark.torch
+@pytest.mark.native
+def test_paddle_native_scaled_conv_is_named(built, zoo, tmp_path):
+    dst = _copy(built("det-native"), tmp_path / "damaged-native")
+    _scale_safetensors(dst, "model.neck.input_conv.1.in_conv.weight")  # the fused form keeps this conv as is
+    report = diff_artifacts(zoo("ppocrv4-det"), dst)
+    _named(report, "neck.input_conv.1.in_conv")
+    assert report.first.op == "conv2d"
+
+
+# ---- ONNX -> graph torch ----------------------------------------------------------------------------------
+@pytest.mark.torch
+def test_onnx_graph_scaled_conv_is_named(built, tmp_path):
+    import onnx
+    from safetensors.numpy import load_file
+
+    graph = built("cls-graph")
+    assert diff_artifacts(built("cls-onnx"), graph).passed
+    dst = _copy(graph, tmp_path / "damaged-graph")
+    desc = onnx.load(str(dst / "graph.onnx"), load_external_data=False)
+    weights = load_file(str(dst / "model.safetensors"))
+    convs = [n for n in desc.graph.node if n.op_type == "Conv" and weights[n.input[1]].shape[-1] > 1]
+    conv = convs[len(convs) // 2]
+    _scale_safetensors(dst, conv.input[1])
+    report = diff_artifacts(built("cls-onnx"), dst)
+    pairs = dict(json.loads(manifest_path(graph).read_text())["hops"][-1]["produced"]["name_map"]["pairs"])
+    _named(report, pairs[conv.output[0]])
+
+
+# ---- native -> AOT ----------------------------------------------------------------------------------------
+@pytest.mark.torch
+@pytest.mark.native
+@pytest.mark.slow
+def test_native_aot_scaled_conv_is_named(built, tmp_path):
+    """The package is built from a damaged native folder: diff runs it through that model (the package's own
+    output must match it: the last row), against the undamaged native folder."""
+    native = built("cls-native")
+    damaged = _copy(native, tmp_path / "damaged-native")
+    _scale_safetensors(damaged, "blocks.5.depthwise.conv.weight")
+    pkg = ocrconvert.convert(damaged, tmp_path / "cls.pt2", target="torch-aot", options={"device": "cpu"},
+                             verify=False).artifact.path
+    same = diff_artifacts(damaged, pkg)  # the package against the model it was built from: no divergence
+    assert same.passed, same.summary_line()
+    assert same.layers[-1].target == "(AOT package output)"
+    report = diff_artifacts(native, pkg)
+    _named(report, "net.blocks.5.depthwise.conv")
+
+
+# ---- the command ------------------------------------------------------------------------------------------
+def test_cli_json_report_and_exit_codes(built, zoo, cli, tmp_path):
+    import onnx
+
+    dst = _copy(built("det-onnx"), tmp_path / "damaged.onnx")
+    model = onnx.load(str(dst))
+    _constants_to_initializers(model)
+    scale_conv(model, FACTOR, which=20)
+    onnx.save(model, str(dst))
+    html = tmp_path / "diff.html"
+    proc = cli("diff", zoo("ppocrv4-det"), dst, "--json", "--report", html)
+    assert proc.returncode == 6, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["verdict"] == "FAILED" and data["first_divergence"]["op"] == "conv2d"
+    assert len(data["first_divergence"]["neighbours"]) == 4
+    page = html.read_text()
+    assert "<svg" in page and "first divergence" in page and "<script" not in page
+    ok = cli("diff", zoo("ppocrv4-det"), built("det-onnx"))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip().splitlines()[-1].startswith("PASSED |")
+    bad = cli("diff", zoo("ppocrv4-det"), built("det-onnx"), "--report", tmp_path / "x.txt", "--json")
+    assert bad.returncode == 2 and json.loads(bad.stdout)["exit_code"] == 2
