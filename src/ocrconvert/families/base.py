@@ -32,6 +32,12 @@ class Family:
     def __init__(self, info: ModelInfo):
         self.info = info
 
+    # ---- pre/post-processing that travels with a converted model ---------------------------
+    def default_config(self) -> dict:
+        """A PaddleX-style ``inference.yml`` for a model that ships none (legacy Paddle programs), from the
+        program's input shapes and the family's defaults; empty where the family knows no processing."""
+        return {}
+
     # ---- inputs -----------------------------------------------------------------------
     def concrete_shape(self, spec: TensorSpec, batch: int, height: int, width: int) -> tuple[int, ...]:
         dims = list(spec.shape)

@@ -28,6 +28,21 @@ class ClsFamily(Family):
         w = shape[3] if len(shape) == 4 and isinstance(shape[3], int) and shape[3] > 0 else 192
         return h, w
 
+    def default_config(self) -> dict:
+        """The 180-degree text-line classifier: the program's crop size (PP-OCR's 48 x 192 where it is dynamic),
+        ``(x/255 - 0.5) / 0.5``, top-1 of the labels ``0`` / ``180``. Other classifiers (4-way document
+        orientation) have processing of their own that no program records: none is made up for them."""
+        h, w = self._hw()
+        if (self.info.outputs[0].shape[-1] if self.info.outputs else None) != 2:
+            return {}
+        post = {"topk": 1, "label_list": ["0", "180"]}
+        return {"PreProcess": {"transform_ops": [
+                    {"ResizeImage": {"size": [w, h]}},
+                    {"NormalizeImage": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "scale": "1./255.",
+                                        "order": "hwc"}},
+                    {"ToCHWImage": None}]},
+                "PostProcess": {"Topk": post}}
+
     def synthetic_images(self):
         items = []
         for t in SAMPLE_LINES[:4]:

@@ -35,6 +35,18 @@ class DetDbFamily(Family):
     # fp16 with the fp32 stem measured >= 0.998; INT8 Q/DQ of PP-OCRv4 det measured 0.83-0.93 on text pages)
     MIN_IOU = {"fp32": 0.99, "fp16": 0.98, "bf16": 0.95, "int8": 0.8}
 
+    def default_config(self) -> dict:
+        """PP-OCR's DB detection as PaddleOCR 2.x ran legacy programs: long side 960, ImageNet normalisation,
+        ``DBPostProcess`` thresholds."""
+        return {"PreProcess": {"transform_ops": [
+                    {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+                    {"DetResizeForTest": {"resize_long": 960}},
+                    {"NormalizeImage": {"mean": list(DEFAULT_MEAN), "std": list(DEFAULT_STD), "scale": "1./255.",
+                                        "order": "hwc"}},
+                    {"ToCHWImage": None}, {"KeepKeys": {"keep_keys": ["image", "shape"]}}]},
+                "PostProcess": {"name": "DBPostProcess", "thresh": 0.3, "box_thresh": 0.6, "max_candidates": 1000,
+                                "unclip_ratio": 1.5}}
+
     def synthetic_feeds(self, seed: int = 0):
         """Text-like pages at the random shapes (noise gives an empty map: two empty masks agree trivially)."""
         feeds = []
