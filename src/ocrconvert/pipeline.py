@@ -21,7 +21,6 @@ from typing import Callable, Mapping
 from . import converters as _builtin_converters
 from . import registry
 from .atomic import OutputSlot
-from .converters.common import carry_processing
 from .errors import MissingDependencyError, UnsupportedModelError, UnsupportedOpsError, UsageError
 from .formats import Artifact, Format, detect
 from .manifest import manifest_path, new_manifest, read_manifest, sha256_artifact, write_manifest
@@ -215,9 +214,6 @@ def convert(
             })
             manifest.update(hop.manifest)  # facts only the converter knows (TensorRT build, source metadata)
         policy = hop.policy
-        # the dictionary (--dict over the source's own) and pre/post-processing travel with every artifact
-        carry_processing(src, current, manifest, dictionary=dictionary,
-                         native_extra=native_extra if current.format is Format.TORCH_NATIVE else None)
         manifest["precision"] = policy.precision.value
         report = None
         if verify:
@@ -235,7 +231,7 @@ def convert(
         elif current.format is Format.TORCH_AOT:  # a compiled package does not describe itself
             if previous.format is not Format.VLM_TOWER:
                 manifest["io"] = _io_specs(previous)
-                manifest["model_metadata"] = {**runner_for(previous).metadata(), **manifest.get("model_metadata", {})}
+                manifest.setdefault("model_metadata", runner_for(previous).metadata())
         elif current.format is not Format.TENSORRT and previous.format is not Format.VLM_TOWER:
             manifest["io"] = _io_specs(current)
         manifest["verification"] = report.to_dict() if report is not None else None
@@ -442,7 +438,7 @@ def convert_set(
         stage_failed = [n for n, r in results.items() if not r.passed]
         pipeline_block, pipeline_report = None, None
         if verify:
-            pipeline_block, pipeline_report = _verify_set(src_set, staged, stages, dictionary_rel,
+            pipeline_block, pipeline_report = _verify_set(src_set, staged, slot.path, stages, dictionary_rel,
                                                           _set_precision(results, tolerances),
                                                           images=images, device=device, say=say,
                                                           allow_failed=bool(stage_failed))
@@ -479,15 +475,11 @@ def _set_precision(results: dict[str, ConversionResult], tolerances: Tolerances 
     return next((p for p in ("int8", "fp16", "bf16") if p in built), "fp32")
 
 
-def _verify_set(src_set, staged: Path, stages: dict, dictionary_rel: str | None, precision: str | None, *, images,
-                device, say, allow_failed: bool):
+def _verify_set(src_set, staged: Path, final: Path, stages: dict, dictionary_rel: str | None, precision: str | None,
+                *, images, device, say, allow_failed: bool):
     """The whole converted set end to end against the source set. Returns (record block, report)."""
-    try:
-        from .verification import pipeline_parity
-    except ImportError:  # PARITY's module has not landed: say so, never pretend it passed
-        log.warning("verification.pipeline_parity is not available: the set is verified per stage only")
-        return {"verdict": "NOT RUN", "passed": None, "why": "pipeline parity is not available"}, None
     from .ocr.modelset import ModelSet, SetOrigin
+    from .verification import pipeline_parity
 
     target_set = ModelSet(*(staged / stages[s]["path"] if s in stages else None for s in ("det", "rec", "cls")),
                           dictionary=staged / dictionary_rel if dictionary_rel else None, params=dict(src_set.params),
@@ -496,7 +488,8 @@ def _verify_set(src_set, staged: Path, stages: dict, dictionary_rel: str | None,
     tol = pipeline_parity.PipelineTolerances.for_precision(precision)
     report = pipeline_parity.compare_pipelines(
         src_set.pipeline("cpu"), target_set.pipeline(device, allow_failed=allow_failed), images, tolerances=tol,
-        source_label="source set", target_label="converted set", progress=lambda lbl: say(f"[set] {lbl}"))
+        source_label=f"source set {src_set.origin.path if src_set.origin else ''}".strip(),
+        target_label=f"converted set {final}", progress=lambda lbl: say(f"[set] {lbl}"))
     say(f"[set] {report.verdict}")
     return {"verdict": report.verdict, "passed": report.passed, "summary": report.summary_line(),
             "totals": report.totals()}, report

@@ -106,7 +106,9 @@ def load_set(path, device: str = "cpu", **kwargs):
 # ---- reading ------------------------------------------------------------------------------------------
 def read_set(path) -> ModelSet:
     """The :class:`ModelSet` of a set folder, a PaddleOCR model-set folder, or a stage YAML (usage error, exit 2,
-    with a hint when a stage is missing, doubled or unreadable)."""
+    with a hint when a stage is missing, doubled or unreadable). A :class:`ModelSet` is returned as it is."""
+    if isinstance(path, ModelSet):
+        return path
     p = Path(path).expanduser()
     if not p.exists():
         raise ModelNotFoundError(f"{p} does not exist", hint="Pass a model-set folder or a YAML naming each stage.")
