@@ -89,8 +89,9 @@ class ClsFamily(Family):
         return [(f"hard lines (seed {seed}): {label}", feed)]
 
     # fp16 random lines: probabilities move <= 8.3e-4 (PP-OCRv4 textline cls) and <= 6.6e-4 (document orientation)
-    # for an honest FP16 cast; the default fp16 bound (1e-2 + 1e-2 |p|) let a last conv x1.02 through (6.3e-3)
-    RANDOM_BOUNDS = {"fp16": (3e-3, 0.0)}
+    # under the FP16-cast ONNX, <= 1.6e-3 under the native model in plain torch half (CPU); the default fp16
+    # bound (1e-2 + 1e-2 |p|) let a last conv x1.02 through (6.3e-3)
+    RANDOM_BOUNDS = {"fp16": (4e-3, 0.0)}
 
     # a softmax row this close to one-hot hides any damage short of a flipped class
     SATURATED = 1e-4
