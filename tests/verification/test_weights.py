@@ -91,3 +91,39 @@ def test_the_family_declares_the_weight_policy(precision):
 
     fam = GenericFamily(ModelInfo(inputs=[], outputs=[]))
     assert fam.weight_steps(precision) == 1.0 and fam.weight_steps("fp32") is None
+
+
+def _save_pair(tmp_path):
+    """A tiny fp32 conv model and its fp16-weight twin (the weights cast, as the FP16 cast writes them)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])
+    src = helper.make_model(helper.make_graph([helper.make_node("Conv", ["x", "conv.w_0"], ["y"])], "g", [x], [y],
+                                              initializer=[numpy_helper.from_array(W, "conv.w_0")]),
+                            opset_imports=[helper.make_opsetid("", 13)])
+    w16 = helper.make_node("Cast", ["conv.w_0"], ["w32"], to=TensorProto.FLOAT)
+    tgt = helper.make_model(helper.make_graph([w16, helper.make_node("Conv", ["x", "w32"], ["y"])], "g", [x], [y],
+                                              initializer=[numpy_helper.from_array(W.astype(np.float16), "conv.w_0")]),
+                            opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(src, str(tmp_path / "src.onnx"))
+    onnx.save(tgt, str(tmp_path / "tgt.onnx"))
+    return tmp_path / "src.onnx", tmp_path / "tgt.onnx"
+
+
+def test_the_verifier_checks_weights_against_the_source_or_its_recorded_reference(tmp_path):
+    from ocrconvert.verification import Tolerances, record_reference, verify_artifacts
+
+    src, tgt = _save_pair(tmp_path)
+    fp16 = Tolerances(precision="fp16")
+    report = verify_artifacts(src, tgt, tolerances=fp16)
+    assert report.passed and report.weights.ran and report.weights.checked == 1, report.summary_line()
+    assert "weights" in report.to_dict() and "weights 1 within" in report.summary_line()
+    ref = record_reference(src, tmp_path / "ref.npz")
+    assert verify_artifacts(ref, tgt, tolerances=fp16).weights.ran   # the reference names its source
+    assert verify_artifacts(src, tgt, tolerances=Tolerances(precision="fp32")).weights is None  # fp32: outputs judge
+    m = onnx.load(str(src))
+    m.graph.initializer[0].CopyFrom(numpy_helper.from_array(W * 1.02, "conv.w_0"))   # the source changed since
+    onnx.save(m, str(src))
+    skipped = verify_artifacts(ref, tgt, tolerances=fp16).weights
+    assert skipped.skipped and "changed since it was recorded" in skipped.line()
+    failed = verify_artifacts(src, tgt, tolerances=fp16)   # against the changed source: the weights differ by 2 %
+    assert failed.verdict == "FAILED" and failed.weights.mismatches[0]["tensor"] == "conv.w_0"
