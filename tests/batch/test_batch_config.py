@@ -124,22 +124,45 @@ def test_expectation_matching():
 
 
 def test_reports_are_written_and_parse(tmp_path):
-    recs = [_rec("a.onnx", "passed", 0, True, worst_max_abs=1e-6, summary="PASSED | x"),
+    recs = [_rec("a.onnx", "passed", 0, True, worst_max_abs=1e-6, summary="PASSED | x", seconds=1.25),
             _rec("b.torch", "failed", 3, False, error={"error": "UnsupportedOpsError", "message": "1 op: Loop <&>",
                                                         "unsupported_ops": ["Loop"], "exit_code": 3}),
-            _rec("c.torch", "xfail", 3, True, reason="known | gap")]
+            _rec("c.torch", "xfail", 3, True, reason="known | gap", error={"message": "Loop"})]
     res = BatchResult(tmp_path / "c.yaml", tmp_path, tmp_path / "rep", recs, 2.5, "2026-01-01T00:00:00Z")
     write_reports(res)
-    doc = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert doc["exit_code"] == 5 and doc["jobs"][1]["error"]["unsupported_ops"] == ["Loop"]
-    suite = ET.parse(tmp_path / "rep" / "junit.xml").getroot().find("testsuite")
-    assert suite.get("tests") == "3" and suite.get("failures") == "1" and suite.get("skipped") == "1"
-    failure = suite.findall("testcase")[1].find("failure")
-    assert "Loop <&>" in failure.get("message")
-    md = (tmp_path / "rep" / "summary.md").read_text()
-    assert "FAILED (exit 5)" in md and "known \\| gap" in md
-    assert not list((tmp_path / "rep").glob(".*.tmp"))
-    assert junit_xml(res) and summary_md(res)
+    rep = tmp_path / "rep"
+    assert sorted(p.name for p in rep.iterdir()) == ["junit.xml", "report.json", "summary.md"]   # no temporaries
+
+    doc = json.loads((rep / "report.json").read_text())
+    assert doc["exit_code"] == 5 and doc["passed"] is False and doc["seconds"] == 2.5
+    assert doc["counts"] == {"passed": 1, "failed": 1, "xfail": 1}
+    assert [(j["id"], j["model"], j["target"], j["status"], j["exit_code"], j["ok"]) for j in doc["jobs"]] == [
+        ("a.onnx", "a", "onnx", "passed", 0, True), ("b.torch", "b", "torch", "failed", 3, False),
+        ("c.torch", "c", "torch", "xfail", 3, True)]
+    assert doc["jobs"][0]["worst_max_abs"] == 1e-6 and doc["jobs"][1]["error"]["unsupported_ops"] == ["Loop"]
+
+    root = ET.parse(rep / "junit.xml").getroot()
+    (suite,) = root.findall("testsuite")
+    assert (root.get("tests"), root.get("failures")) == ("3", "1")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped"), suite.get("errors")) == ("3", "1", "1", "0")
+    cases = suite.findall("testcase")
+    assert [(c.get("classname"), c.get("name")) for c in cases] == [
+        ("ocrconvert.batch.a", "onnx"), ("ocrconvert.batch.b", "torch"), ("ocrconvert.batch.c", "torch")]
+    assert cases[0].get("time") == "1.250" and cases[0].find("failure") is None and cases[0].find("skipped") is None
+    assert cases[0].find("system-out").text == "PASSED | x"
+    failure = cases[1].find("failure")
+    assert failure.get("type") == "UnsupportedOpsError" and failure.get("message") == "exit 3: 1 op: Loop <&>"
+    assert json.loads(failure.text)["unsupported_ops"] == ["Loop"]        # the escaped body round-trips
+    assert cases[2].find("failure") is None and cases[2].find("skipped").get("message") == "expected failure: Loop"
+
+    md = (rep / "summary.md").read_text()
+    assert md.splitlines()[0] == "# ocrconvert batch: FAILED (exit 5)"
+    assert "1 failed, 1 passed, 1 xfail" in md
+    rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| model")]
+    assert rows == ["| a | onnx | passed | 0 | 1e-06 | 1.2 | PASSED \\| x |",
+                    "| b | torch | failed | 3 | - | 0.0 | 1 op: Loop <&> |",
+                    "| c | torch | xfail | 3 | - | 0.0 | expected: known \\| gap (Loop) |"]
+    assert junit_xml(res) == (rep / "junit.xml").read_text() and summary_md(res) == md
 
 
 def test_parse_config_rejects_non_mapping():

@@ -74,15 +74,22 @@ def test_a_passing_run_exits_0(tiny_onnx):
 
 def test_children_print_nothing_on_the_parents_stdout(tiny_onnx, tmp_path):
     """Every child prints to its stdout (at start and at exit, from Python and from C): none of it reaches
-    the parent's stdout, which stays one JSON object, and the replies still arrive."""
+    the parent's stdout, which stays one JSON object, and the replies still arrive. The hook also logs each
+    print to a file, so the test knows the noise was really made (a hook that never ran would pass silently)."""
+    made = tmp_path / "made.txt"
     (tmp_path / "sitecustomize.py").write_text(
         "import atexit, os, sys\n"
         "if '--child' in sys.orig_argv:\n"
-        "    print('NOISE from python'); os.write(1, b'NOISE from C\\n')\n"
-        "    atexit.register(lambda: print('NOISE at exit'))\n")
+        f"    def made(what): open({str(made)!r}, 'a').write(f'{{os.getpid()}} {{what}}\\n')\n"
+        "    print('NOISE from python', flush=True); made('python')\n"
+        "    os.write(1, b'NOISE from C\\n'); made('C')\n"
+        "    atexit.register(lambda: (print('NOISE at exit'), made('exit')))\n")
     env = bench_env(PYTHONPATH=str(tmp_path))
     shape = "x".join(map(str, TINY_SHAPE))
     p = run_bench_cli(tiny_onnx, "--shape", shape, *QUICK, "--json", env=env)
     assert p.returncode == 0, p.stderr
+    lines = made.read_text().split()
+    # one child, and it printed at start (python and C) and at exit
+    assert len(set(lines[0::2])) == 1 and lines[1::2] == ["python", "C", "exit"], lines
     assert "NOISE" not in p.stdout and "NOISE" not in p.stderr
     assert as_json(p)["passed"]
