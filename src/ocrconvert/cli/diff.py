@@ -46,7 +46,7 @@ def _render(result, report_path: Path | None) -> None:
 
     first = result.first
     shown = result.neighbours(first, 3) + [first] if first is not None else sorted(
-        result.layers, key=lambda r: -r.rel if r.rel == r.rel else 0)[:5]
+        [r for r in result.layers if not r.suspect], key=lambda r: -r.rel if r.rel == r.rel else 0)[:5]
     shown = sorted(shown, key=lambda r: r.depth)
     title = "around the first divergence" if first is not None else "largest errors"
     t = Table(title=f"diff: {result.target_backend} vs {result.source_backend} · {result.family} · "
@@ -54,7 +54,8 @@ def _render(result, report_path: Path | None) -> None:
     for col in ("depth", "source", "target", "op", "shape", "max abs", "scale", "error/scale", "cosine", ""):
         t.add_column(col, justify="left" if col in ("source", "target", "op", "shape", "") else "right")
     for r in shown:
-        mark = "[red]FIRST[/]" if r is first else ("[red]over[/]" if r.exceeded else "[green]ok[/]")
+        mark = "[red]FIRST[/]" if r is first else ("[yellow]suspect[/]" if r.suspect else
+                                                   "[red]over[/]" if r.exceeded else "[green]ok[/]")
         t.add_row(str(r.depth), r.source, r.target, r.op, "x".join(map(str, r.shape)), f"{r.max_abs:.3g}",
                   f"{r.scale:.3g}", f"{r.rel:.3g}", f"{r.cosine:.6f}", mark)
     out.print(t)

@@ -55,6 +55,7 @@ class LayerDiff:
     rel: float
     cosine: float
     tolerance: float
+    suspect: bool = False  # over its tolerance, but aligned by name alone and the output agrees: likely misaligned
 
     @property
     def exceeded(self) -> bool:
@@ -84,7 +85,7 @@ class DiffReport:
 
     @property
     def first(self) -> LayerDiff | None:
-        return next((layer for layer in self.layers if layer.exceeded), None)
+        return next((layer for layer in self.layers if layer.exceeded and not layer.suspect), None)
 
     @property
     def verdict(self) -> str:
@@ -105,9 +106,12 @@ class DiffReport:
             return f"INCONCLUSIVE | no layer of {self.target} could be aligned with {self.source}"
         first = self.first
         if first is None:
-            worst = max(self.layers, key=lambda x: x.rel if math.isfinite(x.rel) else float("inf"))
-            return (f"PASSED | {len(self.layers)} aligned layers within {self.tolerance:g} of their scale "
-                    f"({self.precision}); worst {worst.rel:.3g} at {worst.source}")
+            trusted = [x for x in self.layers if not x.suspect]
+            suspect = len(self.layers) - len(trusted)
+            worst = max(trusted or self.layers, key=lambda x: x.rel if math.isfinite(x.rel) else float("inf"))
+            return (f"PASSED | {len(trusted)} aligned layers within {self.tolerance:g} of their scale "
+                    f"({self.precision}); worst {worst.rel:.3g} at {worst.source}"
+                    + (f"; {suspect} suspect (name-only alignment, see notes)" if suspect else ""))
         return (f"FAILED | first divergence at depth {first.depth}: {first.source} -> {first.target} ({first.op}, "
                 f"{list(first.shape)}): error {first.rel:.3g} of scale > {first.tolerance:g}")
 
@@ -229,6 +233,23 @@ def align(source: Artifact, target: Artifact, src: dict, tgt: dict, maps: list[d
     return _by_structure(src, tgt), "structure: order and shape (no recorded map; approximate)"
 
 
+def _suspects(rows: list[LayerDiff], n_source: int) -> list[str]:
+    """Without a recorded map a name can point at another value (an older paddle2onnx named a Conv's output after
+    Paddle's conv variable with the bias already added): when the source's output is aligned and agrees, layers
+    over their tolerance did not reach it, and are marked suspect instead of named."""
+    out = next((r for r in rows if r.depth == n_source - 1), None)
+    if out is None or out.exceeded:
+        return []
+    over = [r for r in rows if r.exceeded]
+    for r in over:
+        r.suspect = True
+    if not over:
+        return []
+    return [f"{len(over)} layer(s) over their tolerance did not reach the output, which agrees ({out.rel:.3g}); "
+            f"aligned by name without a recorded map, they are likely misaligned: "
+            + ", ".join(r.source for r in over[:5]) + (" ..." if len(over) > 5 else "")]
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
@@ -316,6 +337,8 @@ def diff_artifacts(source, target, *, images=None, family: str | None = None, pr
             if key not in worst or not (row.rel <= worst[key].rel):
                 worst[key] = row
     rows = sorted(worst.values(), key=lambda r: r.depth)
+    if not how.startswith(("recorded", "identity")):
+        notes += _suspects(rows, len(a))
     report = DiffReport(str(src.path), str(tgt.path), src_side.runner.backend, tgt_side.label, fam.name, prec, tol,
                         how, [lbl for lbl, _ in feeds], rows, unaligned, notes)
     report.seconds = time.perf_counter() - t0
@@ -348,7 +371,7 @@ def _svg(report: DiffReport, width: int = 900, height: int = 300) -> str:
              f'text-anchor="end" fill="#c60">tolerance {report.tolerance:g}</text>',
              f'<polyline fill="none" stroke="#246" stroke-width="1.2" points="{line}"/>']
     for r, y in zip(report.layers, ys):
-        color = "#c00" if r.exceeded else "#246"
+        color = "#999" if r.suspect else "#c00" if r.exceeded else "#246"
         parts.append(f'<circle cx="{X(r.depth):.1f}" cy="{Y(y):.1f}" r="2.2" fill="{color}">'
                      f'<title>{html.escape(r.source)} -> {html.escape(r.target)}: {r.rel:.3g}</title></circle>')
     first = report.first
@@ -367,7 +390,8 @@ def _html(report: DiffReport) -> str:
     first = report.first
     rows = []
     for r in report.layers:
-        style = ' style="background:#fdd"' if r is first else (' style="color:#a00"' if r.exceeded else "")
+        style = ' style="background:#fdd"' if r is first else (' style="color:#888"' if r.suspect else
+                                                               ' style="color:#a00"' if r.exceeded else "")
         rows.append(f"<tr{style}><td>{r.depth}</td><td>{esc(r.source)}</td><td>{esc(r.target)}</td><td>{esc(r.op)}"
                     f"</td><td>{esc(str(r.shape))}</td><td>{r.max_abs:.3g}</td><td>{r.scale:.3g}</td>"
                     f"<td>{r.rel:.3g}</td><td>{r.cosine:.6f}</td></tr>")
@@ -384,4 +408,5 @@ def _html(report: DiffReport) -> str:
             f"<h1>ocrconvert diff</h1><p style='color:{color};font-weight:bold'>{esc(report.summary_line())}</p>"
             f"<ul>{meta}</ul>{_svg(report)}<table><tr><th>depth</th><th>source</th><th>target</th><th>op</th>"
             "<th>shape</th><th>max abs</th><th>scale</th><th>error / scale</th><th>cosine</th></tr>"
-            + "".join(rows) + "</table></body></html>")
+            + "".join(rows) + "</table>" + "".join(f"<p>note: {esc(n)}</p>" for n in report.notes)
+            + "</body></html>")
