@@ -3,6 +3,7 @@ export.  Inputs are small (2-core CI)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -19,12 +20,17 @@ ATOL = 1e-4
 ALL = ["v4_det", "v4_rec", "v2_cls", "v5_det", "v5_rec"]
 
 
-def run_paddle_inference(model_dir, x: np.ndarray) -> np.ndarray:
-    """The reference: Paddle Inference on CPU through the project's runner (first output)."""
+@functools.lru_cache(maxsize=None)
+def _paddle_runner(model_dir):
     from ocrconvert.formats import detect
     from ocrconvert.runners.paddle import PaddleRunner
 
-    runner = PaddleRunner(detect(model_dir), threads=2)
+    return PaddleRunner(detect(model_dir), threads=2)  # one predictor per model for the module (seconds each)
+
+
+def run_paddle_inference(model_dir, x: np.ndarray) -> np.ndarray:
+    """The reference: Paddle Inference on CPU through the project's runner (first output)."""
+    runner = _paddle_runner(model_dir)
     return next(iter(runner.infer({runner.input_names[0]: x}).values()))
 
 
@@ -76,10 +82,10 @@ def test_parity_with_paddle(key, converted):
     inputs = [_input(key)]
     if TASKS[key] == "det":
         inputs.append(_text_like(SHAPES[key]))
+    models = {fused: load_native(folder, fused=fused) for fused in (False, True)}
     for x in inputs:
         ref = run_paddle_inference(src, x)
-        for fused in (False, True):
-            m = load_native(folder, fused=fused)
+        for fused, m in models.items():
             with torch.no_grad():
                 y = m(torch.from_numpy(x)).numpy()
             assert y.shape == ref.shape
