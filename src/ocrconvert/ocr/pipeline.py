@@ -80,14 +80,11 @@ def read_image(image) -> tuple[np.ndarray, str | None]:
         path = Path(image)
         if not path.is_file():
             raise UsageError(f"{path} is not an image file")
-        from PIL import Image as _I
-
         try:
-            with _I.open(path) as im:
-                im = ImageOps.exif_transpose(im)
-                rgb = to_rgb(im)
-        except Exception:  # every PIL decode failure: one usage error naming the file
-            rgb = open_image(path)
+            with Image.open(path) as im:
+                rgb = to_rgb(ImageOps.exif_transpose(im))
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+            rgb = open_image(path)  # fails again, as the one usage error naming the file
         return np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]), str(path)
     if isinstance(image, Image.Image):
         rgb = to_rgb(ImageOps.exif_transpose(image))
