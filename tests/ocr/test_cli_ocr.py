@@ -62,3 +62,18 @@ def test_ocr_wrong_dictionary_is_refused_or_misreads(cli, zoo, page_dir, tmp_pat
     proc = cli("ocr", page_dir / "page-000-clean.png", "--det", zoo("ppocrv4-det-onnx"), "--rec", zoo("ppocrv4-rec-onnx"),
                "--dict", short, check=2)
     assert "dictionary" in proc.stderr
+
+
+@pytest.mark.zoo
+def test_ocr_on_a_model_set_folder(cli, zoo, page_dir, tmp_path):
+    """``--set``: a PaddleOCR model-set folder (stages recognised by family) runs like --det/--rec/--cls."""
+    import shutil
+
+    for stage, name in (("det", "ppocrv4-det-onnx"), ("rec", "ppocrv4-rec-onnx"), ("cls", "ppocrv4-cls-onnx")):
+        shutil.copytree(zoo(name), tmp_path / "set" / stage)
+    image = page_dir / "page-000-clean.png"
+    by_set = json.loads(cli("ocr", image, "--set", tmp_path / "set", "--json", check=0).stdout)
+    by_stage = json.loads(cli("ocr", image, "--det", zoo("ppocrv4-det-onnx"), "--rec", zoo("ppocrv4-rec-onnx"),
+                              "--cls", zoo("ppocrv4-cls-onnx"), "--json", check=0).stdout)
+    strip = [doc["images"][0]["lines"] for doc in (by_set, by_stage)]
+    assert strip[0] == strip[1] and len(strip[0]) >= 3
