@@ -47,6 +47,13 @@ def test_rec_and_cls_params_from_yml_and_input_shape():
     assert (RecParams().score_thresh, RecParams().batch_size, ClsParams().thresh) == (0.0, 6, 0.9)
 
 
+def test_a_paddlex_image_classifier_is_refused_as_cls():
+    from ocrconvert.errors import UnsupportedModelError
+
+    with pytest.raises(UnsupportedModelError, match="TextClassifier"):
+        ClsParams.from_config({"PreProcess": {"transform_ops": [{"ResizeImage": {"size": [160, 80]}}]}})
+
+
 @pytest.mark.parametrize("bad", [{"limit_type": "long"}, {"score_mode": "mean"}, {"thresh": 1.5}, {"unclip_ratio": 0}])
 def test_det_params_refuse_values_they_cannot_honour(bad):
     with pytest.raises(UsageError):

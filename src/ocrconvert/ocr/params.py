@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from ..errors import CorruptModelError, UsageError
+from ..errors import CorruptModelError, UnsupportedModelError, UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -104,11 +104,14 @@ class ClsParams:
     @classmethod
     def from_config(cls, config: dict | None, input_shape=None, **overrides) -> "ClsParams":
         found = {}
-        resize = _transform_op(config, "ResizeImage") or {}
-        size = resize.get("size")
-        if isinstance(size, (list, tuple)) and len(size) == 2:  # PaddleX textline_ori: [w, h]
-            found["image_shape"] = (3, int(size[1]), int(size[0]))
-        elif input_shape is not None and len(input_shape) == 4 and all(isinstance(d, int) and d > 0 for d in input_shape[2:]):
+        if _transform_op(config, "ResizeImage") is not None:
+            # PaddleX's textline_ori classifiers (PP-LCNet_x*_textline_ori) resize without keeping the aspect, use
+            # ImageNet statistics and take the argmax: another contract than PP-OCR's TextClassifier, not run here
+            raise UnsupportedModelError(
+                "this text-line classifier is a PaddleX image classifier (ResizeImage in its inference.yml); "
+                "the pipeline runs PP-OCR's 180-degree TextClassifier (keep-aspect 48x192 crops) only",
+                hint="Use a PP-OCR direction classifier (ch_ppocr_mobile_v2.0_cls), or run without --cls.")
+        if input_shape is not None and len(input_shape) == 4 and all(isinstance(d, int) and d > 0 for d in input_shape[2:]):
             found["image_shape"] = (3, int(input_shape[2]), int(input_shape[3]))
         labels = ((config or {}).get("PostProcess", {}) or {}).get("Topk", {}) or {}
         if isinstance(labels.get("label_list"), list) and labels["label_list"]:
