@@ -402,6 +402,22 @@ def test_yml_of_the_wrong_shape(tmp_path, yml, call):
                        "image_feeds": lambda: fam.image_feeds([("p", render_page(size=(64, 64)), None)])}[call])
 
 
+def test_rec_family_of_a_model_with_a_scalar_output(tmp_path):
+    """inspect of an ONNX named rec-ctc by its inference.yml whose output is declared rank 0 (seed 1089603437,
+    inspect #6372): the family read the class count as shape[-1]."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from ocrconvert.describe import describe
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 48, 320])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "model.onnx"))
+    (tmp_path / "inference.yml").write_text("PostProcess: {name: CTCLabelDecode, character_dict: [a, b]}\n")
+    reads_cleanly(describe, tmp_path)
+
+
 # ------------------------------------------------------------------------------------------ images
 def _png_header_only(w: int, h: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:

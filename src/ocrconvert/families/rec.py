@@ -90,7 +90,8 @@ class RecCtcFamily(Family):
         super().__init__(info)
         self._labels = None
         if info.dictionary is not None and info.outputs:
-            c = info.outputs[0].shape[-1]
+            shape = info.outputs[0].shape
+            c = shape[-1] if shape else None  # a model may declare a scalar output
             if isinstance(c, int) and c > 0:
                 self._labels = ctc_labels(info.dictionary, c)
 
