@@ -32,6 +32,15 @@ def register(app: typer.Typer) -> None:
         --images (default: rendered pages with known text); any text difference, missing or extra box, or box,
         score or det-map difference beyond tolerance fails (exit 6), as does a run where no page had a line."""
         if pipeline:
+            refused = [flag for flag, value in (("--atol", atol), ("--rtol", rtol), ("--family", family),
+                                                ("--dict", dictionary), ("--seed", seed), ("--no-rendered", no_rendered),
+                                                ("--half", half), ("--compile", compile_mode)) if value]
+            if refused:
+                from ..errors import UsageError
+
+                raise UsageError(f"{', '.join(refused)} do(es) not apply to --pipeline",
+                                 hint="A set's dictionary is its rec model's (or the set YAML's dict:); tolerances "
+                                      "follow --precision.")
             return _verify_pipeline(source, target, images=images, precision=precision, device=device,
                                     report_path=report_path, json=json)
         if report_path is not None:
