@@ -87,27 +87,36 @@ def unsupported_ops(model) -> list[str]:
     from onnx2torch.node_converters.registry import get_converter
 
     from .onnx_io import opset
+    from .onnx2torch_ops import subgraphs  # registers Loop, If, ScatterElements, OneHot with onnx2torch
 
     versions = {o.domain or "": o.version for o in model.opset_import}
     bad = []
-    for node in model.graph.node:
-        domain = node.domain or ""
-        try:
-            get_converter(node.op_type, versions.get(domain, opset(model)), domain or "")
-        except NotImplementedError:
-            bad.append(f"{domain + '::' if domain else ''}{node.op_type}")
+
+    def walk(graph) -> None:  # sub-graphs too (Loop bodies, If branches): every op at once
+        for node in graph.node:
+            domain = node.domain or ""
+            try:
+                get_converter(node.op_type, versions.get(domain, opset(model)), domain or "")
+            except NotImplementedError:
+                bad.append(f"{domain + '::' if domain else ''}{node.op_type}")
+            for sub in subgraphs(node):
+                walk(sub)
+
+    walk(model.graph)
     return sorted(set(bad))
 
 
 def build_module(model):
     """onnx2torch GraphModule for a full ONNX model (after preflight)."""
     require("torch", "building the PyTorch model")
-    onnx2torch = require("onnx2torch", "building the PyTorch model")
+    require("onnx2torch", "building the PyTorch model")
     bad = unsupported_ops(model)
     if bad:
         raise UnsupportedOpsError(bad, target="PyTorch (onnx2torch)")
+    from .onnx2torch_ops import convert  # onnx2torch.convert, with the model's opsets for its sub-graphs
+
     try:
-        module = onnx2torch.convert(model)
+        module = convert(model)
     except NotImplementedError as exc:  # an attribute combination onnx2torch lacks (e.g. auto_pad at stride > 1)
         raise UnsupportedModelError(f"onnx2torch cannot convert this model: {exc}") from None
     return module.eval()
