@@ -26,36 +26,56 @@ def _json(res) -> dict:
     return data
 
 
+@pytest.fixture
+def cli_here(capsys, monkeypatch):
+    """The CLI in this process: exit code and both streams, as ``run_cli`` gives them, without a fresh interpreter
+    importing torch for each call (a minute per call on a loaded 2-core machine). For contracts that end before
+    any work; those that need a process of their own (kills, locks held by another process) use ``run_cli``."""
+    from _cli_helpers import CliResult
+    from ocrconvert.cli.app import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*args) -> CliResult:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            main([str(a) for a in args])
+        cap = capsys.readouterr()
+        return CliResult(exit_.value.code, cap.out, cap.err)
+
+    return run
+
+
 @needs_torch
-def test_output_equal_to_the_source_is_refused_and_the_source_survives(cls_onnx):
+def test_output_equal_to_the_source_is_refused_and_the_source_survives(cls_onnx, cli_here):
     before = sha256_artifact(cls_onnx)
-    res = run_cli("onnx2torch", cls_onnx, "-o", cls_onnx)
+    res = cli_here("onnx2torch", cls_onnx, "-o", cls_onnx)
     assert res.code == 2 and "source" in res.stderr and "Traceback" not in res.stderr
     assert cls_onnx.is_file() and sha256_artifact(cls_onnx) == before
-    res = run_cli("onnx2torch", cls_onnx, "-o", cls_onnx.parent, "--json")  # a folder holding the source
+    res = cli_here("onnx2torch", cls_onnx, "-o", cls_onnx.parent, "--json")  # a folder holding the source
     assert res.code == 2 and _json(res)["exit_code"] == 2
     assert sorted(p.name for p in cls_onnx.parent.iterdir()) == ["cls.onnx"]
 
 
 @needs_torch
-def test_existing_artifact_needs_force(cls_onnx, tmp_path):
+def test_existing_artifact_needs_force(cls_onnx, tmp_path, cli_here):
     out = tmp_path / "out"
-    assert run_cli("onnx2torch", cls_onnx, "-o", out, "--no-verify").code == 0
+    assert cli_here("onnx2torch", cls_onnx, "-o", out, "--no-verify").code == 0
     first = sha256_artifact(out)
-    res = run_cli("onnx2torch", cls_onnx, "-o", out, "--no-verify")
+    res = cli_here("onnx2torch", cls_onnx, "-o", out, "--no-verify")
     assert res.code == 2 and "--force" in res.stderr
     assert sha256_artifact(out) == first
-    assert run_cli("onnx2torch", cls_onnx, "-o", out, "--no-verify", "--force").code == 0
+    assert cli_here("onnx2torch", cls_onnx, "-o", out, "--no-verify", "--force").code == 0
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ocx-")]  # no staging, no lock left
 
 
 @needs_torch
-def test_output_side_os_errors_are_one_message_and_exit_2(cls_onnx, tmp_path):
+def test_output_side_os_errors_are_one_message_and_exit_2(cls_onnx, tmp_path, cli_here):
     a_file = tmp_path / "plain.txt"
     a_file.write_text("not a folder")
     long_name = tmp_path / ("n" * 250)
     for out in (a_file, "/proc/ocrconvert-out", long_name, a_file / "below"):
-        res = run_cli("onnx2torch", cls_onnx, "-o", out, "--no-verify", "--json")
+        res = cli_here("onnx2torch", cls_onnx, "-o", out, "--no-verify", "--json")
         assert res.code == 2, (out, res.stderr)
         err = _json(res)
         assert err["exit_code"] == 2 and err["message"] and err["hint"], out
@@ -87,8 +107,8 @@ def test_usage_errors_and_interrupts_print_json_with_json(tmp_path):
 
 
 @needs_torch
-def test_verify_refuses_models_that_are_not_comparable(zoo):
-    res = run_cli("verify", zoo("ppocrv4-cls-onnx"), zoo("ppocrv4-rec-onnx"), "--json")
+def test_verify_refuses_models_that_are_not_comparable(zoo, cli_here):
+    res = cli_here("verify", zoo("ppocrv4-cls-onnx"), zoo("ppocrv4-rec-onnx"), "--json")
     assert res.code == 2
     msg = _json(res)["message"]
     assert "not comparable" in msg and "cls" in msg and "rec-ctc" in msg
@@ -140,10 +160,10 @@ def test_stale_staging_of_a_killed_run_is_removed_by_the_next_run(cls_onnx, tmp_
 
 
 @needs_torch
-def test_seed_reaches_the_verification(cls_onnx, tmp_path):
+def test_seed_reaches_the_verification(cls_onnx, tmp_path, cli_here):
     def random_cases(seed):
         out = tmp_path / f"s{seed}"
-        assert run_cli("onnx2torch", cls_onnx, "-o", out, "--seed", seed).code == 0
+        assert cli_here("onnx2torch", cls_onnx, "-o", out, "--seed", seed).code == 0
         man = json.loads((out / "ocrconvert.json").read_text())
         assert man["verification"]["seed"] == seed
         return [o["mean_abs"] for c in man["verification"]["cases"] if c["kind"] == "random" for o in c["outputs"]]
