@@ -123,7 +123,9 @@ def test_dictionary_travels_into_onnx_metadata_for_recognition_only(converted):
         return
     n_classes = 6625 if name == "ppocrv4-rec" else 18385
     assert len(meta["character"].split("\n")) + 2 == n_classes
-    assert ocrconvert.load(p2t.artifact.path).info().dictionary is not None
+    # the same dictionary in the source, the ONNX metadata and the torch artifact
+    assert ocrconvert.load(p2t.artifact.path).info().dictionary == meta["character"].split("\n") \
+        == ocrconvert.load(src).info().dictionary
     gts = next(c for c in p2t.report.cases if c.label.startswith("rendered:")).task.detail  # lines with known text
     # the Paddle model itself reads most rendered lines exactly (a sanity check on preprocessing)
     assert sum(a == b for a, b in zip(gts["source_text"], gts["ground_truth"])) >= len(gts["ground_truth"]) // 2
