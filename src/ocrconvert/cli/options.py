@@ -15,7 +15,7 @@ NoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Skip the parity 
 ImagesOpt = Annotated[Optional[Path], typer.Option("--images", help="Folder of real images to verify on as well.")]
 AtolOpt = Annotated[Optional[list[str]], typer.Option("--atol", help="Absolute tolerance: VALUE or OUTPUT=VALUE (repeatable).")]
 RtolOpt = Annotated[Optional[list[str]], typer.Option("--rtol", help="Relative tolerance: VALUE or OUTPUT=VALUE (repeatable).")]
-FamilyOpt = Annotated[Optional[str], typer.Option("--family", help="Force the model family: rec-ctc, det-db, cls, generic.")]
+FamilyOpt = Annotated[Optional[str], typer.Option("--family", help="Force the model family: rec-ctc, det-db, cls, table, generic.")]
 DictOpt = Annotated[Optional[Path], typer.Option("--dict", help="Recognition dictionary file (one entry per line).")]
 OpsetOpt = Annotated[Optional[int], typer.Option("--opset", help="ONNX opset (default: the route's; the route refuses one it cannot write).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing artifact at the output path.")]

@@ -5,11 +5,13 @@ from .base import Family, GenericFamily, ModelInfo
 from .cls import ClsFamily
 from .det import DetDbFamily
 from .rec import RecCtcFamily
+from .table import BOX_DIMS, TableFamily
 
 FAMILIES: dict[str, type[Family]] = {
-    f.name: f for f in (RecCtcFamily, DetDbFamily, ClsFamily, GenericFamily)
+    f.name: f for f in (RecCtcFamily, DetDbFamily, ClsFamily, TableFamily, GenericFamily)
 }
-_POSTPROCESS = {"CTCLabelDecode": "rec-ctc", "DBPostProcess": "det-db", "ClsPostProcess": "cls"}
+_POSTPROCESS = {"CTCLabelDecode": "rec-ctc", "DBPostProcess": "det-db", "ClsPostProcess": "cls",
+                "TableLabelDecode": "table"}
 
 
 def get_family(name: str) -> type[Family]:
@@ -25,6 +27,10 @@ def _guess_from_shapes(info: ModelInfo) -> str:
     x, y = info.inputs[0].shape, info.outputs[0].shape
     if len(x) != 4:
         return "generic"
+    if len(info.outputs) == 2 and all(len(o.shape) == 3 for o in info.outputs):
+        last = sorted((o.shape[-1] if isinstance(o.shape[-1], int) else 0) for o in info.outputs)
+        if last[0] in BOX_DIMS and last[1] > max(BOX_DIMS):  # cell boxes + structure tokens per decode step
+            return "table"
     if len(y) == 3 and isinstance(y[-1], int) and y[-1] > 2 and len(info.outputs) == 1:
         return "rec-ctc"
     if len(y) == 4 and y[1] == 1 and len(info.outputs) == 1:
