@@ -91,6 +91,29 @@ def cli(tmp_path):
     return run
 
 
+@pytest.fixture
+def cli_here(capsys, monkeypatch):
+    """The CLI in this process: ``(code, stdout, stderr)`` as ``cli``/``run_cli`` give them, without a fresh
+    interpreter importing torch for each call (seconds on CI, a minute on a loaded 2-core machine). For runs that
+    need no process of their own; kills, locks held by another process and ``sys.exit`` tools keep ``cli``."""
+    from _cli_helpers import CliResult
+    from ocrconvert.cli.app import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*args, check=None) -> CliResult:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            main([str(a) for a in args])
+        cap = capsys.readouterr()
+        res = CliResult(exit_.value.code, cap.out, cap.err)
+        if check is not None:
+            assert res.code == check, f"exit {res.code}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+        return res
+
+    return run
+
+
 def leftovers(folder: Path) -> list[str]:
     """Anything a failed run may have left: partial staging folders or outputs."""
     return sorted(p.name for p in Path(folder).iterdir())

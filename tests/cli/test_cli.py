@@ -58,7 +58,7 @@ def test_inspect_json(cli, zoo, name, fmt, family):
 
 
 @pytest.mark.paddle
-def test_verify_fails_with_exit_6_on_a_tampered_model(cli, zoo, tmp_path):
+def test_verify_fails_with_exit_6_on_a_tampered_model(cli_here, zoo, tmp_path):
     import onnx
     from onnx import numpy_helper
 
@@ -71,9 +71,9 @@ def test_verify_fails_with_exit_6_on_a_tampered_model(cli, zoo, tmp_path):
                 node.attribute[0].t.CopyFrom(numpy_helper.from_array(arr * 1.05, t.name))
                 break
     onnx.save(model, str(tmp_path / "tampered.onnx"))
-    p = cli("verify", zoo("ppocrv4-cls"), tmp_path / "tampered.onnx", check=6)
+    p = cli_here("verify", zoo("ppocrv4-cls"), tmp_path / "tampered.onnx", check=6)
     assert "FAILED |" in p.stdout.splitlines()[-1]
-    d = json.loads(cli("verify", zoo("ppocrv4-cls"), tmp_path / "tampered.onnx", "--json", check=6).stdout)
+    d = json.loads(cli_here("verify", zoo("ppocrv4-cls"), tmp_path / "tampered.onnx", "--json", check=6).stdout)
     assert d["passed"] is False and d["cases"][0]["outputs"][0]["max_abs"] > 1e-4
 
 
@@ -116,14 +116,14 @@ def test_torch_artifact_loads_without_unpickling(zoo, tmp_path, monkeypatch):
 
 
 @pytest.mark.torch
-def test_parity_failure_exits_6_and_never_commits_under_the_final_name(cli, zoo, tmp_path):
+def test_parity_failure_exits_6_and_never_commits_under_the_final_name(cli_here, zoo, tmp_path):
     """Tolerances of zero cannot be met by a re-implemented graph: exit 6, FAILED line; the artifact lands only
     under its FAILED name with a manifest recording the failure, and ocrconvert.load refuses it unless asked."""
     import ocrconvert
     from ocrconvert.errors import ParityError
 
     out = tmp_path / "strict"
-    p = cli("onnx2torch", zoo("ppocrv4-cls-onnx"), "-o", out, "--atol", "0", "--rtol", "0", check=6)
+    p = cli_here("onnx2torch", zoo("ppocrv4-cls-onnx"), "-o", out, "--atol", "0", "--rtol", "0", check=6)
     assert p.stdout.strip().splitlines()[-2].startswith("FAILED |")
     assert not out.exists()
     failed = tmp_path / "strict.FAILED"
@@ -137,7 +137,7 @@ def test_parity_failure_exits_6_and_never_commits_under_the_final_name(cli, zoo,
 
     out = ocrconvert.load(failed, allow_failed=True).infer({"x": np.zeros((2, 3, 48, 192), np.float32)})
     assert next(iter(out.values())).shape == (2, 2)  # kept for examination, on request
-    d = json.loads(cli("onnx2torch", zoo("ppocrv4-cls-onnx"), "-o", tmp_path / "s2.onnx", "--atol", "0", "--rtol",
+    d = json.loads(cli_here("onnx2torch", zoo("ppocrv4-cls-onnx"), "-o", tmp_path / "s2.onnx", "--atol", "0", "--rtol",
                        "0", "--json", check=6).stdout)
     assert d["passed"] is False and d["verification"]["passed"] is False
     assert [x.name for x in tmp_path.iterdir() if x.name.startswith("s2")] == ["s2.onnx.FAILED"]

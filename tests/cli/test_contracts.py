@@ -26,26 +26,6 @@ def _json(res) -> dict:
     return data
 
 
-@pytest.fixture
-def cli_here(capsys, monkeypatch):
-    """The CLI in this process: exit code and both streams, as ``run_cli`` gives them, without a fresh interpreter
-    importing torch for each call (a minute per call on a loaded 2-core machine). For contracts that end before
-    any work; those that need a process of their own (kills, locks held by another process) use ``run_cli``."""
-    from _cli_helpers import CliResult
-    from ocrconvert.cli.app import main
-
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(*args) -> CliResult:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_:
-            main([str(a) for a in args])
-        cap = capsys.readouterr()
-        return CliResult(exit_.value.code, cap.out, cap.err)
-
-    return run
-
-
 @needs_torch
 def test_output_equal_to_the_source_is_refused_and_the_source_survives(cls_onnx, cli_here):
     before = sha256_artifact(cls_onnx)
