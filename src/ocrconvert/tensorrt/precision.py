@@ -78,7 +78,8 @@ def _subgraphs(node):
 
 def _free_names(graph) -> set[str]:
     """Names ``graph`` (and the graphs nested in it) reads from enclosing scopes."""
-    defined = {v.name for v in graph.input} | {i.name for i in graph.initializer} | {o for n in graph.node for o in n.output}
+    defined = {v.name for v in graph.input} | {i.name for i in graph.initializer}
+    defined |= {o for n in graph.node for o in n.output}
     used = {o.name for o in graph.output}
     for node in graph.node:
         used.update(node.input)
@@ -251,4 +252,5 @@ def quantize_qdq(model, calib: CalibrationSet, out_path: Path, *, method: str = 
     return q
 
 
-__all__ = ["cast_fp16", "quantize_qdq", "copy_metadata", "FP16_KEEP_FP32_OPS", "FP16_FP32_CONTROL_FLOW", "INT8_QUANTIZED_OPS", "CALIB_METHODS"]
+__all__ = ["cast_fp16", "quantize_qdq", "copy_metadata", "FP16_KEEP_FP32_OPS", "FP16_FP32_CONTROL_FLOW",
+           "INT8_QUANTIZED_OPS", "CALIB_METHODS"]
