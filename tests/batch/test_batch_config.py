@@ -36,9 +36,9 @@ def test_zoo_config_covers_every_zoo_model():
     targets = {(j.model, j.target) for j in cfg.jobs}
     for paddle in ("ppocrv4-det", "ppocrv4-rec", "ppocrv4-cls", "ppocrv5-mobile-det", "ppocrv5-mobile-rec", "slanet-plus"):
         assert {(paddle, "onnx"), (paddle, "torch")} <= targets
-    expected = {j.id: j.expect for j in cfg.jobs if j.expect}
-    assert expected["slanet-plus.torch"] == Expectation(3, ("Loop",), None)
-    assert expected["slanet-plus-onnx.torch"] == Expectation(3, ("Loop",), None)
+    # no expected failures: SLANet-plus's Loop converts to PyTorch (ocrconvert.onnx2torch_ops)
+    assert {j.id: j.expect for j in cfg.jobs if j.expect} == {}
+    assert {("slanet-plus", "torch"), ("slanet-plus-onnx", "torch")} <= targets
 
 
 def test_gpu_config_builds_fp16_aot_packages():
