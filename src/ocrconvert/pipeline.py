@@ -475,6 +475,22 @@ def _set_precision(results: dict[str, ConversionResult], tolerances: Tolerances 
     return next((p for p in ("int8", "fp16", "bf16") if p in built), "fp32")
 
 
+def original_set(model_set):
+    """The set a converted set came from, when every stage's manifest names a source that still matches (as
+    :func:`original_source` for one model); else the set itself. The pipeline is judged against the ORIGINAL."""
+    from .ocr.modelset import ModelSet, SetOrigin
+
+    originals = {s: original_source(detect(p)).path for s, p in model_set.stages.items()}
+    if any(Path(originals[s]) == Path(p) for s, p in model_set.stages.items()):
+        return model_set
+    recorded = ((model_set.record or {}).get("source_set") or {})
+    dictionary = recorded.get("dictionary")
+    dictionary = Path(dictionary) if dictionary and Path(dictionary).is_file() else model_set.dictionary
+    origin = SetOrigin(recorded.get("kind", "set-folder"), Path(recorded.get("path") or originals["det"]))
+    return ModelSet(originals["det"], originals["rec"], originals.get("cls"), dictionary, dict(model_set.params),
+                    origin)
+
+
 def _verify_set(src_set, staged: Path, final: Path, stages: dict, dictionary_rel: str | None, precision: str | None,
                 *, images, device, say, allow_failed: bool):
     """The whole converted set end to end against the source set. Returns (record block, report)."""
@@ -484,17 +500,18 @@ def _verify_set(src_set, staged: Path, final: Path, stages: dict, dictionary_rel
     target_set = ModelSet(*(staged / stages[s]["path"] if s in stages else None for s in ("det", "rec", "cls")),
                           dictionary=staged / dictionary_rel if dictionary_rel else None, params=dict(src_set.params),
                           origin=SetOrigin("set-folder", staged))
-    say("verifying the whole set end to end against the source set")
+    reference = original_set(src_set)
+    say(f"verifying the whole set end to end against {reference.origin.path if reference.origin else 'the source'}")
     tol = pipeline_parity.PipelineTolerances.for_precision(precision)
     report = pipeline_parity.compare_pipelines(
-        src_set.pipeline("cpu"), target_set.pipeline(device, allow_failed=allow_failed), images, tolerances=tol,
-        source_label=f"source set {src_set.origin.path if src_set.origin else ''}".strip(),
+        reference.pipeline("cpu"), target_set.pipeline(device, allow_failed=allow_failed), images, tolerances=tol,
+        source_label=f"source set {reference.origin.path if reference.origin else ''}".strip(),
         target_label=f"converted set {final}", progress=lambda lbl: say(f"[set] {lbl}"))
     say(f"[set] {report.verdict}")
     return {"verdict": report.verdict, "passed": report.passed, "summary": report.summary_line(),
-            "totals": report.totals()}, report
+            "verified_against": {s: str(p) for s, p in reference.stages.items()}, "totals": report.totals()}, report
 
 
-__all__ = ["convert", "convert_set", "ConversionResult", "SetConversionResult", "TARGET_NAMES", "original_source",
+__all__ = ["convert", "convert_set", "original_set", "ConversionResult", "SetConversionResult", "TARGET_NAMES", "original_source",
            "available_converters", "broken_plugins",
            "final_path", "Precision"]

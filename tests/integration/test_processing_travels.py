@@ -90,7 +90,7 @@ def test_aot_and_tensorrt_keep_them_in_the_manifest(tmp_path):
 @pytest.mark.parametrize("stage, key, expect", [
     ("det", "PostProcess", {"name": "DBPostProcess", "thresh": 0.3, "box_thresh": 0.6, "max_candidates": 1000,
                             "unclip_ratio": 1.5}),
-    ("cls", "PostProcess", {"Topk": {"topk": 1, "label_list": ["0", "180"]}}),
+    ("cls", "PreProcess", {"transform_ops": [{"ClsResizeImg": {"image_shape": [3, 48, 192]}}]}),
 ])
 def test_legacy_program_without_yml_gets_one(zoo, tmp_path, stage, key, expect):
     src = zoo(f"ppocrv4-{stage}")

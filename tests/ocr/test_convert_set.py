@@ -102,6 +102,21 @@ def test_load_set_reads_a_rendered_page(converted):
 
 
 @pytest.mark.slow
+def test_a_converted_set_is_judged_against_its_original_set(converted):
+    """Converting a converted set again: the pipeline reference is the ORIGINAL Paddle set, found through each
+    stage's manifest, not the intermediate ONNX set."""
+    from ocrconvert.ocr.modelset import read_set
+    from ocrconvert.pipeline import original_set
+
+    proc, out, src = converted
+    assert proc.returncode == 0
+    ref = original_set(read_set(out))
+    assert {k: Path(v) for k, v in ref.stages.items()} == {k: p.resolve() for k, p in read_set(src).stages.items()}
+    assert ref.origin.path == src.resolve()
+    assert original_set(read_set(src)).stages == read_set(src).stages  # an original is its own reference
+
+
+@pytest.mark.slow
 def test_replacing_a_set_needs_force(converted, cli):
     proc, out, src = converted
     assert proc.returncode == 0

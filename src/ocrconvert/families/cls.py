@@ -29,19 +29,15 @@ class ClsFamily(Family):
         return h, w
 
     def default_config(self) -> dict:
-        """The 180-degree text-line classifier: the program's crop size (PP-OCR's 48 x 192 where it is dynamic),
-        ``(x/255 - 0.5) / 0.5``, top-1 of the labels ``0`` / ``180``. Other classifiers (4-way document
-        orientation) have processing of their own that no program records: none is made up for them."""
+        """PP-OCR's 180-degree text-line classifier as PaddleOCR 2.x ran it: keep-aspect crops padded to the
+        program's size (``ClsResizeImg``, 48 x 192 where it is dynamic), labels ``0`` / ``180``. Other classifiers
+        (4-way document orientation, PaddleX's ``ResizeImage`` ones) have processing of their own that no program
+        records: none is made up for them."""
         h, w = self._hw()
         if (self.info.outputs[0].shape[-1] if self.info.outputs else None) != 2:
             return {}
-        post = {"topk": 1, "label_list": ["0", "180"]}
-        return {"PreProcess": {"transform_ops": [
-                    {"ResizeImage": {"size": [w, h]}},
-                    {"NormalizeImage": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "scale": "1./255.",
-                                        "order": "hwc"}},
-                    {"ToCHWImage": None}]},
-                "PostProcess": {"Topk": post}}
+        return {"PreProcess": {"transform_ops": [{"ClsResizeImg": {"image_shape": [3, h, w]}}]},
+                "PostProcess": {"name": "ClsPostProcess", "label_list": ["0", "180"]}}
 
     def synthetic_images(self):
         items = []
