@@ -144,6 +144,25 @@ def read_legacy(path: Path) -> PaddleProgram:
     return PaddleProgram(Format.PADDLE_LEGACY, path, inputs, outputs, ops, params)
 
 
+# VarType.Type values that are element types (BOOL .. BF16, COMPLEX, FP8): a tensor of any other (a var kind
+# such as SPARSE_CSR) makes Paddle's translator segfault
+_ELEMENT_TYPES = frozenset({0, 1, 2, 3, 4, 5, 6, 20, 21, 22, 23, 24, 32, 33})
+
+
+def _tensor_descs(msg):
+    """Every TensorDesc inside a VarType (dense tensors, selected rows, tensor arrays, tuples...)."""
+    from google.protobuf.message import Message
+
+    for fd, value in msg.ListFields():
+        if fd.message_type is None:
+            continue
+        for m in [value] if isinstance(value, Message) else value:
+            if fd.message_type.name == "TensorDesc":
+                yield m
+            else:
+                yield from _tensor_descs(m)
+
+
 def _legacy_problem(desc) -> str | None:
     """What Paddle's own deserialiser would trust and crash on (SIGSEGV in BlockDesc::FindVarRecursive for a
     block whose parent does not exist): block indices and parents, sub-block references, op types, and names
@@ -159,6 +178,10 @@ def _legacy_problem(desc) -> str | None:
             return f"block {i} has parent block {blk.parent_idx} (of {n})"
         if blk.HasField("forward_block_idx") and not -1 <= blk.forward_block_idx < n:
             return f"block {i} names forward block {blk.forward_block_idx} (of {n})"
+        for v in blk.vars:
+            kinds = [t.data_type for t in _tensor_descs(v.type)]
+            if any(k not in _ELEMENT_TYPES for k in kinds) or v.type.type in _ELEMENT_TYPES:
+                return f"variable {v.name} of block {i} has a type Paddle does not know ({v.type.type}, {kinds})"
         for op in blk.ops:
             if not isinstance(op.type, str) or not op.type:
                 return f"an op of block {i} has no type"

@@ -228,13 +228,21 @@ def test_legacy_op_without_a_type(zoo, tmp_path):
         reads_cleanly(program.graph)
 
 
+def _missing_parent(desc):
+    block = desc.blocks.add()
+    block.idx, block.parent_idx = 5, 7
+
+
+def _tensor_of_a_var_kind(desc):  # seed 1089603437, paddle-graph #820: data type 31 (SPARSE_CSR)
+    next(v for v in desc.blocks[0].vars if v.name == "batch_norm_21.b_0").type.dense_tensor.tensor.data_type = 31
+
+
 @pytest.mark.paddle
 @pytest.mark.zoo
-def test_legacy_block_with_a_missing_parent_does_not_kill_the_process(zoo, tmp_path):
-    def edit(desc):
-        block = desc.blocks.add()
-        block.idx, block.parent_idx = 5, 7
-
+@pytest.mark.parametrize("edit", [_missing_parent, _tensor_of_a_var_kind], ids=["missing-parent", "var-kind-dtype"])
+def test_legacy_program_paddle_would_crash_on_does_not_kill_the_process(zoo, tmp_path, edit):
+    """Paddle's deserialiser dies with SIGSEGV on these (BlockDesc::FindVarRecursive, the dtype translation):
+    paddle_program.read_legacy refuses them before Paddle sees them."""
     folder = _legacy_cls(zoo, tmp_path, edit)
     code = ("import sys\nfrom ocrconvert.errors import OcrConvertError\nfrom ocrconvert.formats import detect\n"
             "from ocrconvert.paddle_program import read_program\n"
