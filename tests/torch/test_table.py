@@ -89,7 +89,7 @@ def test_slanet_onnx_to_torch_verifies_on_tables_and_a_damaged_copy_fails(zoo, t
 @pytest.mark.slow
 def test_slanet_paddle_to_torch_verifies_against_paddle(zoo, tmp_path):
     """paddle2onnx (opset 17) + onnx2torch, judged against Paddle inference, never the intermediate ONNX."""
-    res = ocrconvert.convert(zoo("slanet-plus"), tmp_path / "t", target="torch", route="graph",
+    res = ocrconvert.convert(zoo("slanet-plus"), tmp_path / "t", target="torch", route="onnx2torch",
                              options={"opset": 17})
     rep = res.report
     assert res.passed and rep.family == "table" and rep.source_backend.startswith("paddle"), rep.summary_line()
