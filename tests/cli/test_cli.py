@@ -79,16 +79,16 @@ def test_verify_fails_with_exit_6_on_a_tampered_model(cli_here, zoo, tmp_path):
 
 @pytest.mark.paddle
 @pytest.mark.torch
-def test_paddle2torch_cli_prints_table_and_passed_line(cli, zoo, tmp_path):
+def test_paddle2torch_cli_prints_table_and_passed_line(cli_here, zoo, tmp_path):
     out = tmp_path / "cls_torch"
-    p = cli("paddle2torch", zoo("ppocrv4-cls"), "-o", out, "--route", "graph", check=0)
+    p = cli_here("paddle2torch", zoo("ppocrv4-cls"), "-o", out, "--route", "graph", check=0)
     lines = p.stdout.strip().splitlines()
     assert any(l.startswith("PASSED | torch vs paddle (cls)") for l in lines)
     assert "class agreement" in p.stdout and "max abs" in p.stdout
     assert "manifest:" in p.stderr and "Traceback" not in p.stderr
     assert (out / "ocrconvert.json").is_file() and (out / "model.safetensors").is_file()
     # --json: only JSON on stdout
-    d = json.loads(cli("paddle2torch", zoo("ppocrv4-cls"), "-o", tmp_path / "again", "--route", "graph", "--json",
+    d = json.loads(cli_here("paddle2torch", zoo("ppocrv4-cls"), "-o", tmp_path / "again", "--route", "graph", "--json",
                        "--no-verify", check=0).stdout)
     assert d["verified"] is False and d["route"] == ["paddle2onnx", "onnx2torch"]
 
