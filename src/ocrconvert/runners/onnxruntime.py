@@ -58,6 +58,10 @@ class OnnxRuntimeRunner(Runner):
         full = load_onnx(self.artifact.files["model"], load_weights=False)
         return [(o, n.op_type) for n in full.graph.node if n.op_type != "Constant" for o in n.output if o]
 
+    def output_keys(self) -> list[str]:
+        """The keys of the declared outputs, in order."""
+        return list(self.output_names)
+
     @cached_property
     def _exposed(self):
         """A session over a temporary copy whose graph outputs are every node output (the file is never touched)."""

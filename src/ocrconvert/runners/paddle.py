@@ -83,11 +83,21 @@ class PaddleRunner(Runner):
                 with paddle.static.scope_guard(scope):
                     exe = paddle.static.Executor(paddle.CPUPlace())
                     prog, feeds, _ = paddle.static.load_inference_model(prefix, exe)
-                    values = _legacy_values(prog, self._SIDE_SLOTS) if legacy else _pir_values(prog)
+                    if legacy:
+                        values = _legacy_values(prog, self._SIDE_SLOTS)
+                        outputs = [n for op in prog.global_block().ops if op.type == "fetch" for n in op.input_arg_names]
+                    else:
+                        values, outputs = _pir_values(prog)
         finally:
             if was_dynamic:
                 paddle.disable_static()
+        self._output_keys = outputs
         return exe, prog, scope, feeds, values, legacy
+
+    def output_keys(self) -> list[str]:
+        """The keys of the declared outputs, in order."""
+        self._static
+        return list(self._output_keys)
 
     def layer_values(self) -> list[tuple[str, str]]:
         """(key, op type) of every op output computed from the inputs, in program order."""
@@ -103,7 +113,7 @@ class PaddleRunner(Runner):
         exe, prog, scope, feeds, values, legacy = self._static
         if not legacy:
             return {}
-        translated = _pir_values(paddle.pir.translate_to_pir(prog.desc))
+        translated, _ = _pir_values(paddle.pir.translate_to_pir(prog.desc))
         ops = _legacy_main_outputs(prog, self._SIDE_SLOTS)
         if len(ops) != len(translated):
             return {}
@@ -204,7 +214,12 @@ def _pir_values(prog) -> list:
         first = op.results()[0] if op.results() else None
         if first is not None and first.initialized() and first.is_dense_tensor_type():
             values.append((f"{name}.{k}.0", name.split(".", 1)[-1], first))
+    key_of = {v.id: key for key, _, v in values}
+    outputs = []
     for op in list(prog.global_block().ops):  # its fetch columns would clash with the ones the executor adds
         if op.name() == "pd_op.fetch":
+            src = op.operands_source()[0]
+            if src is not None and src.id in key_of:
+                outputs.append(key_of[src.id])
             prog.global_block().remove_op(op)
-    return values
+    return values, outputs

@@ -105,6 +105,12 @@ class TorchGraphRunner(_TorchRunner):
         return [(n.name, types.get(str(n.target).replace("/", "."), str(n.target)))
                 for n in self.session.graph.nodes if n.op == "call_module"]
 
+    def output_keys(self) -> list[str]:
+        """The fx nodes the graph returns, in order."""
+        out = next(n for n in self.session.graph.nodes if n.op == "output")
+        args = out.args[0] if isinstance(out.args[0], (tuple, list)) else [out.args[0]]
+        return [a.name for a in args if hasattr(a, "name")]
+
     def layer_outputs(self, feed, keys: list[str] | None = None) -> dict:
         """``{fx node name: array}`` of the floating-point node outputs, run by a torch.fx Interpreter."""
         torch = _torch()
@@ -176,6 +182,10 @@ class TorchNativeRunner(_TorchRunner):
         """(module path, class name) of every submodule, in definition order (the root is ``""``)."""
         module = getattr(self.session, "_orig_mod", self.session)
         return [(name, type(m).__name__) for name, m in module.named_modules()]
+
+    def output_keys(self) -> list[str]:
+        """The root module's output (its key is the empty path)."""
+        return [""]
 
     def layer_outputs(self, feed, keys: list[str] | None = None) -> dict:
         """``{module path: array}`` of every module call's floating-point tensor output, by forward hooks, in

@@ -144,6 +144,9 @@ class _Side:
     def capture(self, feed: dict) -> dict:
         return self.runner.layer_outputs(feed)
 
+    def output_keys(self) -> list[str]:
+        return self.runner.output_keys() if hasattr(self.runner, "output_keys") else []
+
 
 def _native_plan_runner(target: Artifact, name_map: dict | None):
     """The native model an AOT package was built from, run with the package's precision plan."""
@@ -218,26 +221,33 @@ def _by_structure(src: dict, tgt: dict) -> list[tuple[str, str]]:
 
 
 def align(source: Artifact, target: Artifact, src: dict, tgt: dict, maps: list[dict] | None,
-          aliases: dict | None = None) -> tuple[list, str]:
+          aliases: dict | None = None, outputs: list | None = None) -> tuple[list, str]:
+    outputs = [(s, t) for s, t in outputs or [] if s in src and t in tgt]
     if maps:
         if all(m.get("how") == "identity" for m in maps):
             return [(k, k) for k in src if k in tgt], "identity (" + ", ".join(
                 f"{m['source']} -> {m['target']} via {m.get('via', 'same keys')}" for m in maps) + ")"
         pairs = [(s, t) for s, t in compose(maps) if s in src and t in tgt]
         if pairs:
-            return pairs, "recorded name maps: " + " | ".join(f"{m['source']} -> {m['target']} ({m['how']})"
+            return _with_outputs(pairs, outputs), "recorded name maps: " + " | ".join(f"{m['source']} -> {m['target']} ({m['how']})"
                                                               for m in maps if m.get("how") != "identity")
     pairs = name_candidates(list(src), list(tgt), aliases)
     if len(pairs) >= max(3, len(src) // 10):
-        return pairs, "names (no recorded map)"
-    return _by_structure(src, tgt), "structure: order and shape (no recorded map; approximate)"
+        return _with_outputs(pairs, outputs), "names (no recorded map)"
+    return _with_outputs(_by_structure(src, tgt), outputs), "structure: order and shape (no recorded map; approximate)"
 
 
-def _suspects(rows: list[LayerDiff], n_source: int) -> list[str]:
+def _with_outputs(pairs: list, outputs: list) -> list:
+    """The declared outputs always correspond, by position (as ``verify`` pairs them)."""
+    have_s, have_t = {s for s, _ in pairs}, {t for _, t in pairs}
+    return pairs + [(s, t) for s, t in outputs if s not in have_s and t not in have_t]
+
+
+def _suspects(rows: list[LayerDiff], output_keys: set[str]) -> list[str]:
     """Without a recorded map a name can point at another value (an older paddle2onnx named a Conv's output after
     Paddle's conv variable with the bias already added): when the source's output is aligned and agrees, layers
     over their tolerance did not reach it, and are marked suspect instead of named."""
-    out = next((r for r in rows if r.depth == n_source - 1), None)
+    out = next((r for r in rows if r.source in output_keys), None)
     if out is None or out.exceeded:
         return []
     over = [r for r in rows if r.exceeded]
@@ -314,7 +324,8 @@ def diff_artifacts(source, target, *, images=None, family: str | None = None, pr
         a = src_side.capture(feed)
         b = tgt_side.capture({tgt_side.runner.input_names[0]: next(iter(feed.values()))} if len(feed) == 1 else feed)
         if not pairs:
-            pairs, how = align(src, tgt, a, b, maps, getattr(src_side.runner, "aliases", None))
+            outputs = list(zip(src_side.output_keys(), tgt_side.output_keys()))
+            pairs, how = align(src, tgt, a, b, maps, getattr(src_side.runner, "aliases", None), outputs)
             unaligned = len(set(a) - {s for s, _ in pairs})
         order = {k: i for i, k in enumerate(a)}
         for s, t in pairs:
@@ -338,7 +349,7 @@ def diff_artifacts(source, target, *, images=None, family: str | None = None, pr
                 worst[key] = row
     rows = sorted(worst.values(), key=lambda r: r.depth)
     if not how.startswith(("recorded", "identity")):
-        notes += _suspects(rows, len(a))
+        notes += _suspects(rows, {s for s, _ in outputs} or {list(a)[-1]})
     report = DiffReport(str(src.path), str(tgt.path), src_side.runner.backend, tgt_side.label, fam.name, prec, tol,
                         how, [lbl for lbl, _ in feeds], rows, unaligned, notes)
     report.seconds = time.perf_counter() - t0
