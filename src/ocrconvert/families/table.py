@@ -47,8 +47,9 @@ class TableFamily(Family):
     random_shapes = ((2, 160, 256),)
 
     # how far a cell box may move (the model's normalised coordinates; 1e-3 is half a pixel at 488): fp32
-    # reordering moves SLANet-plus's boxes <= 1e-5, a first conv x1.02 by ~7e-3; fp16 measured 1.5e-3
-    MAX_BOX_ABS = {"fp32": 1e-3, "fp16": 3e-3, "bf16": 1e-2, "int8": 2e-2}
+    # reordering moves SLANet-plus's boxes <= 1.5e-6 (PyTorch) / 1.3e-6 (Paddle -> PyTorch), a conv x1.02 by
+    # ~7e-3; the trt-export fp16 ONNX moves them <= 2.9e-3 on the rendered tables
+    MAX_BOX_ABS = {"fp32": 1e-3, "fp16": 5e-3, "bf16": 1e-2, "int8": 2e-2}
 
     def outputs(self, arrays: dict[str, np.ndarray]) -> tuple[str, str]:
         """(cell boxes, structure) output names: the boxes are the output of 4 or 8 numbers per step."""
