@@ -21,6 +21,7 @@ from typing import Callable, Mapping
 from . import converters as _builtin_converters
 from . import registry
 from .atomic import OutputSlot
+from .converters.common import carry_processing
 from .errors import MissingDependencyError, UnsupportedModelError, UnsupportedOpsError, UsageError
 from .formats import Artifact, Format, detect
 from .manifest import manifest_path, new_manifest, read_manifest, sha256_artifact, write_manifest
@@ -214,6 +215,9 @@ def convert(
             })
             manifest.update(hop.manifest)  # facts only the converter knows (TensorRT build, source metadata)
         policy = hop.policy
+        # the dictionary (--dict over the source's own) and pre/post-processing travel with every artifact
+        carry_processing(src, current, manifest, dictionary=dictionary,
+                         native_extra=native_extra if current.format is Format.TORCH_NATIVE else None)
         manifest["precision"] = policy.precision.value
         report = None
         if verify:
@@ -231,7 +235,7 @@ def convert(
         elif current.format is Format.TORCH_AOT:  # a compiled package does not describe itself
             if previous.format is not Format.VLM_TOWER:
                 manifest["io"] = _io_specs(previous)
-                manifest.setdefault("model_metadata", runner_for(previous).metadata())
+                manifest["model_metadata"] = {**runner_for(previous).metadata(), **manifest.get("model_metadata", {})}
         elif current.format is not Format.TENSORRT and previous.format is not Format.VLM_TOWER:
             manifest["io"] = _io_specs(current)
         manifest["verification"] = report.to_dict() if report is not None else None
