@@ -167,7 +167,8 @@ def _empty_scan(info: onnx.ValueInfoProto) -> torch.Tensor:
     """A scan output of zero iterations: ``[0, *dims]`` where the body declares its dims, else ``[0]``."""
     tt = info.type.tensor_type
     dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else np.float32
-    dims = [d.dim_value for d in tt.shape.dim] if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim) else None
+    known = tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim)
+    dims = [d.dim_value for d in tt.shape.dim] if known else None
     return torch.from_numpy(np.zeros([0] + (dims if dims is not None else []), dtype=dtype))
 
 

@@ -75,9 +75,11 @@ def test_expected_failure_reports_ops_and_passes(tmp_path, zoo_model):
 
     # an op onnx2torch lacks (Det) inside a Loop body: the preflight walks sub-graphs
     vi = helper.make_tensor_value_info
-    body = helper.make_graph([helper.make_node("Det", ["v_in"], ["d"]), helper.make_node("Add", ["v_in", "d"], ["v_out"]),
+    body = helper.make_graph([helper.make_node("Det", ["v_in"], ["d"]),
+                              helper.make_node("Add", ["v_in", "d"], ["v_out"]),
                               helper.make_node("Identity", ["c_in"], ["c_out"])], "body",
-                             [vi("i", TensorProto.INT64, []), vi("c_in", TensorProto.BOOL, []), vi("v_in", TensorProto.FLOAT, [2, 2])],
+                             [vi("i", TensorProto.INT64, []), vi("c_in", TensorProto.BOOL, []),
+                              vi("v_in", TensorProto.FLOAT, [2, 2])],
                              [vi("c_out", TensorProto.BOOL, []), vi("v_out", TensorProto.FLOAT, [2, 2])])
     graph = helper.make_graph([helper.make_node("Loop", ["M", "", "x"], ["y"], body=body)], "g",
                               [vi("x", TensorProto.FLOAT, [2, 2])], [vi("y", TensorProto.FLOAT, [2, 2])],

@@ -123,9 +123,11 @@ def onnx_unsupported_in_loop_body(tmp, zoo):
     from onnx import TensorProto, helper, numpy_helper
 
     vi = helper.make_tensor_value_info
-    body = helper.make_graph([helper.make_node("Det", ["v_in"], ["d"]), helper.make_node("Add", ["v_in", "d"], ["v_out"]),
+    body = helper.make_graph([helper.make_node("Det", ["v_in"], ["d"]),
+                              helper.make_node("Add", ["v_in", "d"], ["v_out"]),
                               helper.make_node("Identity", ["c_in"], ["c_out"])], "body",
-                             [vi("i", TensorProto.INT64, []), vi("c_in", TensorProto.BOOL, []), vi("v_in", TensorProto.FLOAT, [1, 4])],
+                             [vi("i", TensorProto.INT64, []), vi("c_in", TensorProto.BOOL, []),
+                              vi("v_in", TensorProto.FLOAT, [1, 4])],
                              [vi("c_out", TensorProto.BOOL, []), vi("v_out", TensorProto.FLOAT, [1, 4])])
     nodes = [helper.make_node("Loop", ["M", "", "x"], ["y"], body=body)]
     p = _tiny_onnx(tmp / "src" / "model.onnx", nodes,
@@ -377,7 +379,8 @@ CASES = [
     Case("onnx-no-nodes", onnx_no_nodes, UNSUPPORTED, "no nodes", T),
     Case("onnx-unsupported-ops-all-listed", onnx_unsupported_ops, UNSUPPORTED,
          "3 operator(s) have no torch converter: Det, com.acme::Frobnicate, com.acme::Twiddle", T),
-    Case("onnx-unsupported-op-in-loop-body", onnx_unsupported_in_loop_body, UNSUPPORTED, "have no torch converter: Det", T),
+    Case("onnx-unsupported-op-in-loop-body", onnx_unsupported_in_loop_body, UNSUPPORTED,
+         "have no torch converter: Det", T),
     Case("onnx-external-data-parent", onnx_external_parent, UNSUPPORTED, "outside the model folder", T),
     Case("onnx-external-data-absolute", onnx_external_absolute, UNSUPPORTED, "outside the model folder", T),
     Case("onnx-external-data-symlink-escape", onnx_external_symlink, UNSUPPORTED, "outside the model folder", T),

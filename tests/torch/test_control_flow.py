@@ -106,7 +106,8 @@ def test_while_loop_without_trip_count_and_for_loop_without_condition():
     body = helper.make_graph(
         [helper.make_node("Add", ["v_in", "one"], ["v_out"]),
          helper.make_node("Less", ["v_out", "x"], ["c_out"])],
-        "body", [_vi("i", I64, []), _vi("c_in", B, []), _vi("v_in", F, [1])], [_vi("c_out", B, []), _vi("v_out", F, [1])])
+        "body", [_vi("i", I64, []), _vi("c_in", B, []), _vi("v_in", F, [1])],
+        [_vi("c_out", B, []), _vi("v_out", F, [1])])
     m_while = _model([_const("one", [1.0]), _const("v0", [0.0]), _const("t", True, bool),
                       helper.make_node("Loop", ["", "t", "v0"], ["v"], body=body)],
                      [_vi("x", F, [1])], [_vi("v", F, [1])])
@@ -140,8 +141,9 @@ def test_loop_growing_state_and_pass_through_outputs():
 def if_model():
     """y = x * a if sum(x) > 0 else x - b: a an enclosing computed value, b an enclosing initializer; the then
     branch also returns a copy of an enclosing input."""
-    then_g = helper.make_graph([helper.make_node("Mul", ["x", "a"], ["t1"]), helper.make_node("Identity", ["x"], ["t2"])],
-                               "then", [], [_vi("t1", F, [3]), _vi("t2", F, [3])])
+    then_g = helper.make_graph([helper.make_node("Mul", ["x", "a"], ["t1"]),
+                                helper.make_node("Identity", ["x"], ["t2"])], "then", [],
+                               [_vi("t1", F, [3]), _vi("t2", F, [3])])
     else_g = helper.make_graph([helper.make_node("Sub", ["x", "b"], ["e1"]), helper.make_node("Neg", ["x"], ["e2"])],
                                "else", [], [_vi("e1", F, [3]), _vi("e2", F, [3])])
     nodes = [helper.make_node("Exp", ["x"], ["a"]),

@@ -18,7 +18,8 @@ BOX, STRUCTURE = "save_infer_model/scale_0.tmp_0", "save_infer_model/scale_1.tmp
 
 def _family() -> TableFamily:
     info = ModelInfo(inputs=[TensorSpec("x", (None, 3, None, None), "float32")],
-                     outputs=[TensorSpec(BOX, (None, None, 8), "float32"), TensorSpec(STRUCTURE, (None, None, 50), "float32")])
+                     outputs=[TensorSpec(BOX, (None, None, 8), "float32"),
+                              TensorSpec(STRUCTURE, (None, None, 50), "float32")])
     return resolve_family(info)
 
 
@@ -32,7 +33,8 @@ def test_table_family_from_output_shapes():
 def test_table_metric_fails_changed_tokens_moved_boxes_and_other_lengths():
     fam = _family()
     rng = np.random.default_rng(0)
-    ref = {BOX: rng.uniform(0, 1, (1, 20, 8)).astype(np.float32), STRUCTURE: rng.uniform(0, 1, (1, 20, 50)).astype(np.float32)}
+    ref = {BOX: rng.uniform(0, 1, (1, 20, 8)).astype(np.float32),
+           STRUCTURE: rng.uniform(0, 1, (1, 20, 50)).astype(np.float32)}
     assert fam.task_metric(ref, {k: v + 1e-6 for k, v in ref.items()}).passed
     moved = {**ref, BOX: ref[BOX] + np.float32(2e-3)}
     res = fam.task_metric(ref, moved)
