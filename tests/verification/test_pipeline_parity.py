@@ -172,6 +172,24 @@ def test_converted_onnx_set_passes(v4):
 
 
 @pytest.mark.paddle
+@pytest.mark.parametrize("route", [pytest.param("onnx2torch", marks=pytest.mark.torch),
+                                   pytest.param("native", marks=pytest.mark.native)])
+def test_converted_torch_set_passes(v4, zoo, tmp_path, route):
+    """The torch graph set (from the converted ONNX) and the native set (from the Paddle programs)."""
+    import ocrconvert
+    from ocrconvert.ocr import OcrPipeline
+
+    source, paths, pages = v4
+    stages = {s: ocrconvert.convert(paths[s] if route == "onnx2torch" else zoo(f"ppocrv4-{s}"), tmp_path / s,
+                                    target="torch", route=route, verify=False).artifact.path
+              for s in ("det", "rec", "cls")}
+    report = compare_pipelines(source, OcrPipeline.from_paths(stages["det"], stages["rec"], stages["cls"]), pages)
+    t = report.totals()
+    assert report, report.summary_line()
+    assert t["matched"] == t["source_lines"] and t["text_differences"] == 0
+
+
+@pytest.mark.paddle
 def test_rec_conv_scaled_fails_with_the_difference_drawn(v4, tmp_path):
     from ocrconvert.ocr import OcrPipeline
     from ocrconvert.verification.pipeline_parity import write_html
@@ -221,3 +239,11 @@ def test_cli_pipeline_exit_codes_and_streams(v4, zoo, cli, tmp_path):
     assert bad.returncode == 6, bad.stderr
     data = json.loads(bad.stdout)
     assert data["verdict"] == "FAILED" and data["kind"] == "pipeline"
+
+
+def test_cli_refuses_per_model_options_with_pipeline(cli, tmp_path):
+    proc = cli("verify", "--pipeline", tmp_path / "a.yaml", tmp_path / "b.yaml", "--dict", tmp_path / "d.txt")
+    assert proc.returncode == 2 and "--dict" in proc.stderr and proc.stdout == ""
+    proc = cli("verify", tmp_path / "a.onnx", tmp_path / "b.onnx", "--report", tmp_path / "r.html")
+    assert proc.returncode == 2 and "--pipeline" in proc.stderr
+
