@@ -12,6 +12,31 @@ FAMILIES: dict[str, type[Family]] = {
 }
 _POSTPROCESS = {"CTCLabelDecode": "rec-ctc", "DBPostProcess": "det-db", "ClsPostProcess": "cls",
                 "TableLabelDecode": "table"}
+# a plain transformers checkpoint (config.json + safetensors, as published on the hub) names its family by
+# ``model_type`` / ``architectures``; only PP-OCR / PP-LCNet types whose output the OCR families judge
+_MODEL_TYPE = {
+    "pp_ocrv5_mobile_det": "det-db", "pp_ocrv5_server_det": "det-db", "pp_ocrv6_small_det": "det-db",
+    "pp_ocrv6_medium_det": "det-db",
+    "pp_ocrv5_mobile_rec": "rec-ctc", "pp_ocrv5_server_rec": "rec-ctc", "pp_ocrv6_small_rec": "rec-ctc",
+    "pp_ocrv6_tiny_rec": "rec-ctc",
+    "pp_lcnet": "cls", "ocrconvert_ppocr_mobilenetv3_cls": "cls",
+}
+_ARCHITECTURE_SUFFIX = {"ForTextRecognition": "rec-ctc", "ForObjectDetection": "det-db",
+                        "ForImageClassification": "cls"}
+
+
+def family_of_transformers_config(model_type: str | None, architectures: list[str] | None = None) -> str | None:
+    """The family a transformers ``config.json`` names: its ``model_type`` when it is a known PP-OCR / PP-LCNet
+    type, else a PP-OCR class name in ``architectures``; None for anything else (judged by shape)."""
+    name = _MODEL_TYPE.get(str(model_type))
+    if name:
+        return name
+    for arch in architectures or []:
+        if isinstance(arch, str) and arch.startswith(("PPOCR", "PPLCNet")):
+            name = next((f for s, f in _ARCHITECTURE_SUFFIX.items() if arch.endswith(s)), None)
+            if name:
+                return name
+    return None
 
 
 def get_family(name: str) -> type[Family]:
@@ -47,6 +72,10 @@ def resolve_family(info: ModelInfo, override: str | None = None) -> Family:
     if not name:
         post = (info.config or {}).get("PostProcess", {}) or {}
         name = _POSTPROCESS.get(post.get("name", ""))
+    if not name:
+        meta = info.metadata or {}
+        name = family_of_transformers_config(meta.get("transformers.model_type"),
+                                             str(meta.get("transformers.architectures") or "").split(","))
     if not name:
         # by shape; a "character" metadata key alone proves nothing (table/layout models carry one too)
         name = _guess_from_shapes(info)

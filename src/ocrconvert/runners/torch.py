@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 from functools import cached_property
 
@@ -162,7 +163,19 @@ class TorchNativeRunner(_TorchRunner):
         return [TensorSpec.from_dict(s, dynamic_below=1) for s in specs]
 
     def metadata(self):
-        return dict(self._manifest.get("model_metadata") or {})
+        """The manifest's model metadata, plus the folder's transformers ``model_type`` / ``architectures``
+        (what names the family of a plain hub checkpoint, which has no manifest)."""
+        meta = dict(self._manifest.get("model_metadata") or {})
+        try:
+            cfg = json.loads((self.artifact.path / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return meta
+        if isinstance(cfg, dict) and cfg.get("model_type"):
+            meta.setdefault("transformers.model_type", str(cfg["model_type"]))
+            archs = [a for a in cfg.get("architectures") or [] if isinstance(a, str)]
+            if archs:
+                meta.setdefault("transformers.architectures", ",".join(archs))
+        return meta
 
     def _load(self):
         _torch()
