@@ -189,11 +189,12 @@ class OnnxLoop(nn.Module, OnnxToTorchModule):
         self._empty_scans = [_empty_scan(i) for i in scan_infos]
 
     def forward(self, *args):
+        device = args[0].device if args else torch.device("cpu")  # the counter lives where the state does
         k = 0
         trip = None
         if self.has_trip_count:
             trip, k = int(args[0].reshape(())), 1
-        cond = torch.tensor(True)
+        cond = torch.tensor(True, device=device)
         if self.has_cond:
             cond, k = args[k].reshape(()).to(torch.bool), k + 1
         state = list(args[k:k + self.n_carried])
@@ -201,14 +202,13 @@ class OnnxLoop(nn.Module, OnnxToTorchModule):
         scans: list[list[torch.Tensor]] = [[] for _ in range(self.n_scan)]
         i = 0
         while (trip is None or i < trip) and bool(cond):
-            out = self.body(torch.tensor(i, dtype=torch.int64), cond, *state, *lifted)
+            out = self.body(torch.tensor(i, dtype=torch.int64, device=device), cond, *state, *lifted)
             cond = out[0].reshape(()).to(torch.bool)
             state = list(out[1:1 + self.n_carried])
             for s, v in zip(scans, out[1 + self.n_carried:]):
                 s.append(v)
             i += 1
-        stacked = [torch.stack(s) if s else e.to(state[0].device if state else "cpu")
-                   for s, e in zip(scans, self._empty_scans)]
+        stacked = [torch.stack(s) if s else e.to(device) for s, e in zip(scans, self._empty_scans)]
         result = (*state, *stacked)
         return result[0] if len(result) == 1 else result
 
