@@ -11,7 +11,7 @@ import types
 import typing
 from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from .errors import UsageError
 
@@ -120,10 +120,50 @@ class NoOptions(RouteOptions):
     """A route that takes no options."""
 
 
+# the bound on ``--plan auto``'s search: candidate plans built and judged (each one a cast + a verification run)
+PLAN_MAX_EVALS = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class MixedPrecisionOptions(RouteOptions):
+    """The precision-plan options every route that lowers precision takes (trt-export, trt-build, aot-build):
+    ``plan``: None (today's behaviour), ``"auto"`` (search the fewest fp32 layers that pass the family's gate
+    against the ORIGINAL) or a plan file to reuse; ``plan_min_metric``: a tighter gate than the family's;
+    ``plan_max_evals``: the search's budget."""
+    plan: Optional[str] = None
+    plan_min_metric: Optional[float] = None
+    plan_max_evals: int = PLAN_MAX_EVALS
+
+    @property
+    def plan_path(self) -> Path | None:
+        return None if self.plan in (None, "auto") else Path(self.plan)
+
+    def validate_plan(self, precision) -> None:
+        precision = Precision.parse(precision)
+        if self.plan is None:
+            if self.plan_min_metric is not None or self.plan_max_evals != PLAN_MAX_EVALS:
+                raise UsageError("--plan-min-metric and --plan-max-evals only apply with --plan auto")
+            return
+        if precision not in (Precision.FP16, Precision.INT8):
+            raise UsageError(f"--plan keeps layers of an fp16 or int8 build in fp32; this build is {precision.value}",
+                             hint="Add --fp16 or --int8, or drop --plan.")
+        if self.plan != "auto":
+            if not Path(self.plan).is_file():
+                raise UsageError(f"--plan {self.plan}: no such plan file",
+                                 hint="Give 'auto' or a precision-plan.json written by a --plan auto build.")
+            if self.plan_min_metric is not None or self.plan_max_evals != PLAN_MAX_EVALS:
+                raise UsageError("--plan FILE reuses a plan without searching; --plan-min-metric and "
+                                 "--plan-max-evals only apply with --plan auto")
+        if self.plan_max_evals < 3:
+            raise UsageError("--plan-max-evals must be at least 3 (all reduced, all fp32, one candidate)")
+        if self.plan_min_metric is not None and not 0.0 < self.plan_min_metric <= 1.0:
+            raise UsageError(f"--plan-min-metric {self.plan_min_metric} is outside (0, 1]")
+
+
 def check_opset(opset: int, lo: int, hi: int, tool: str) -> None:
     if not lo <= opset <= hi:
         raise UsageError(f"--opset {opset} is outside what {tool} writes ({lo}..{hi})",
                          hint=f"Choose an opset between {lo} and {hi}.")
 
 
-__all__ = ["Precision", "RouteOptions", "NoOptions", "check_opset"]
+__all__ = ["Precision", "RouteOptions", "NoOptions", "MixedPrecisionOptions", "PLAN_MAX_EVALS", "check_opset"]

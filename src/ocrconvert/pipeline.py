@@ -192,6 +192,7 @@ def convert(
             else:
                 dest = Path(hops_dir) / f"hop{i}{FILE_TARGETS.get(spec.key.target, '')}"
             conv = spec.create()
+            conv.context = registry.HopContext(reference, images=images, seed=seed, family=family)
             if i > 0:
                 found = conv.check(current, opts)
                 ops = [p.split(": ", 1)[1] for p in found if p.startswith("unsupported op: ")]
@@ -256,7 +257,7 @@ def _verify(reference: Artifact, current: Artifact, policy: VerificationPolicy, 
         built = runner_for(current, trust=True, device=manifest.get("aot", {}).get("device"))
     source_runner = MemoizedRunner(runner_for(reference))  # the source runs once per input
     common = dict(images=images, tolerances=tol, family=family, dictionary=dictionary, seed=seed,
-                  source_runner=source_runner)
+                  source_runner=source_runner, min_metric=policy.min_metric)
     report = verify_artifacts(reference, current, target_runner=built, progress=lambda lbl: say(f"verify: {lbl}"),
                               **common)
     if current.format is Format.TORCH_NATIVE:

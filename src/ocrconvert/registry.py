@@ -36,9 +36,22 @@ class VerificationPolicy:
     ``precision`` picks the tolerances; how each case is judged at that precision (INT8 random cases as loose
     gates, weight checks) is the model family's policy, the same for every route and for ``ocrconvert verify``;
     ``verifier``, when set, replaces the generic artifact-vs-source comparison (a VLM tower is compared with
-    its transformers module)."""
+    its transformers module); ``min_metric`` raises the task metric's threshold."""
     precision: Precision = Precision.FP32
     verifier: Callable[..., Any] | None = None
+    # the task metric the output's image cases must reach where the hop asks more than the family's threshold for
+    # the precision (a precision-plan build is judged at the plan's gate)
+    min_metric: float | None = None
+
+
+@dataclass
+class HopContext:
+    """What the spine will judge a hop's output against, given to the hop before it runs: a hop that searches
+    against the ORIGINAL (``--plan auto``) judges its candidates on the same reference and inputs."""
+    reference: Artifact
+    images: Any = None
+    seed: int = 0
+    family: str | None = None
 
 
 @dataclass
@@ -57,6 +70,7 @@ class Converter:
     key: "ConverterKey"
     options_type: type[RouteOptions] = NoOptions
     tool: str = ""
+    context: HopContext | None = None   # set by the spine before convert()
 
     def preflight(self, options: RouteOptions) -> list[str]:
         """What this machine lacks for these options (a GPU, a runtime), asked of every hop before any

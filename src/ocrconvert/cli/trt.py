@@ -29,6 +29,13 @@ def _summary(result, export_only: bool) -> str:
         lines.append(f"  build it with: {plan['trtexec']}")
     else:
         lines.append(f"wrote {result.artifact.path} (tensorrt {precision})")
+    plan = result.manifest.get("precision_plan")
+    if plan is not None:
+        search = plan.get("search") or {}
+        lines.append(f"  precision plan ({plan['origin']}): {len(search.get('kept_units') or plan['keep_fp32'])} layer(s) "
+                     f"kept fp32, {plan['fp32_flop_share'] if plan['fp32_flop_share'] is not None else '?'} of the "
+                     f"FLOPs; {search.get('evaluations', 0)} candidate(s) judged"
+                     + ("" if plan.get("passed") is not False else f"; the gate FAILED: {search.get('failure', '')}"))
     return "\n".join(lines)
 
 
@@ -46,6 +53,9 @@ def register(app: typer.Typer) -> None:
         shapes: Annotated[Optional[list[str]], typer.Option("--shapes", help="NAME:MIN:OPT:MAX, each like 1x3x48x320 (repeatable).")] = None,
         timing_cache: Annotated[Optional[Path], typer.Option("--timing-cache", help="Timing cache file, read and updated.")] = None,
         workspace: Annotated[Optional[float], typer.Option("--workspace", help="Builder workspace limit in GiB.")] = None,
+        plan: Annotated[Optional[str], typer.Option("--plan", help="fp16/int8: 'auto' searches the fewest layers kept in fp32 that pass the family's gate against the ORIGINAL; or a precision-plan.json to reuse.")] = None,
+        plan_min_metric: Annotated[Optional[float], typer.Option("--plan-min-metric", help="--plan auto: a gate tighter than the family's (e.g. 0.995 det IoU).")] = None,
+        plan_max_evals: Annotated[Optional[int], typer.Option("--plan-max-evals", help="--plan auto: at most this many candidate plans (default 16).")] = None,
         export_only: Annotated[Optional[Path], typer.Option("--export-only", help="Write the prepared ONNX + profiles + manifest to DIR; no TensorRT needed.")] = None,
         no_verify: NoVerifyOpt = False, images: ImagesOpt = None, family: FamilyOpt = None, seed: SeedOpt = 0,
         force: ForceOpt = False, json: JsonOpt = False, debug: DebugOpt = False,
@@ -67,7 +77,8 @@ def register(app: typer.Typer) -> None:
         route, target = ("trt-export", "tensorrt-plan") if export_only is not None else ("trt-build", "tensorrt")
         options = given(precision="int8" if int8 else "fp16" if fp16 else None, calib_images=calib_images,
                         calib_limit=calib_limit, calib_cache=calib_cache, calib_method=calib_method, shapes=shapes or None,
-                        timing_cache=timing_cache, workspace_gib=workspace, family=family)
+                        timing_cache=timing_cache, workspace_gib=workspace, family=family, plan=plan,
+                        plan_min_metric=plan_min_metric, plan_max_evals=plan_max_evals)
         spec = next(s for s in available_converters() if s.key.name == route)
         spec.parse_options(options)  # a value the route cannot honour is exit 2, even where TensorRT is absent
         if not spec.available:

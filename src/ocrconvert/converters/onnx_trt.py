@@ -35,9 +35,49 @@ from ..tensorrt.plan import PreparedModel, engine_manifest, plan_manifest, prepa
 log = logging.getLogger(__name__)
 
 
+def plan_arguments(options: TrtOptions, context, say: Callable[[str], None]) -> dict:
+    """``prepare``'s plan arguments for ``--plan``: the plan file to reuse, or the search (``--plan auto``) judged
+    against the ORIGINAL the spine verifies against (the hop's context; the input itself when run bare)."""
+    if options.plan is None:
+        return {}
+    if options.plan != "auto":
+        from ..precision_plan import PrecisionPlan
+
+        plan = PrecisionPlan.load(options.plan_path)
+        plan.origin, plan.passed = "file", None   # judged by this build's verification, at the plan's gate
+        plan.search = {"reused_from": str(options.plan_path), "gate": plan.search.get("gate"),
+                       "kept_units": plan.search.get("kept_units"), "evaluations": 0}
+        return {"plan": plan}
+    from ..verification.plan_search import search_plan
+
+    def search(model, family, calibration, write):
+        ref = context.reference if context is not None else None
+        if ref is None:
+            raise UsageError("--plan auto needs the ORIGINAL to judge candidates against; run it through convert()")
+        return search_plan(model, write, ref, options.precision, images=context.images, seed=context.seed,
+                           family=context.family or options.family, min_metric=options.plan_min_metric,
+                           max_evals=options.plan_max_evals, say=say)
+
+    return {"search": search}
+
+
+def plan_record(prepared: PreparedModel, folder: Path | None) -> dict:
+    """The manifest's ``precision_plan`` block (and ``precision-plan.json`` in ``folder``, for ``--plan FILE``)."""
+    from ..precision_plan import PLAN_FILE
+
+    if prepared.plan is None:
+        return {}
+    record = prepared.plan.to_dict()
+    if folder is not None:
+        prepared.plan.save(folder / PLAN_FILE)
+        record["file"] = PLAN_FILE
+    return {"precision_plan": record}
+
+
 def prepare_source(source: Artifact, dest_dir: Path, options: TrtOptions, *, precision: Precision | None = None,
-                   say: Callable[[str], None] = lambda m: None) -> PreparedModel:
-    """The source ONNX, slimmed (constants -> initializers), prepared for ``precision`` into ``dest_dir``."""
+                   say: Callable[[str], None] = lambda m: None, context=None) -> PreparedModel:
+    """The source ONNX, slimmed (constants -> initializers), prepared for ``precision`` into ``dest_dir``
+    (with the ``--plan`` options' precision plan)."""
     from ..onnx_io import load_onnx
     from ..runners import runner_for
     from .onnx_torch import slim
@@ -50,13 +90,16 @@ def prepare_source(source: Artifact, dest_dir: Path, options: TrtOptions, *, pre
         say("slimming the ONNX (constants -> initializers)")
         return slim(load_onnx(source.files["model"]))
 
-    return prepare(load_model, runner_for(source).info(), dest_dir, options, precision=precision, say=say)
+    return prepare(load_model, runner_for(source).info(), dest_dir, options, precision=precision, say=say,
+                   **plan_arguments(options, context, say))
 
 
-def _policy(options: TrtOptions) -> VerificationPolicy:
-    # the precision only: how INT8's random cases are judged (loose gates: calibration fixed the activation ranges
-    # on images) is the family's policy, the same here as under `ocrconvert verify --precision int8`
-    return VerificationPolicy(precision=options.precision)
+def _policy(options: TrtOptions, prepared: PreparedModel | None = None) -> VerificationPolicy:
+    # the precision: how INT8's random cases are judged (loose gates: calibration fixed the activation ranges
+    # on images) is the family's policy, the same here as under `ocrconvert verify --precision int8`; a precision
+    # plan's build is judged at the plan's gate (a reused plan that no longer holds is a FAILED build)
+    gate = prepared.plan_gate if prepared is not None else None
+    return VerificationPolicy(precision=options.precision, min_metric=gate)
 
 
 def _facts(prepared: PreparedModel) -> dict:
@@ -112,13 +155,14 @@ class OnnxToTensorRTPlan(Converter):
 
     def convert(self, source: Artifact, dest: Path, options: TrtOptions) -> HopResult:
         dest.mkdir(parents=True, exist_ok=True)
-        prepared = prepare_source(source, dest, options)
+        prepared = prepare_source(source, dest, options, context=self.context)
         write_profiles(dest, prepared.profiles)
         art = Artifact(dest, Format.ONNX, {"model": prepared.onnx_path})
         return HopResult(art, facts={**_facts(prepared), "strongly_typed": prepared.strongly_typed,
                                      "onnx": prepared.onnx_path.name, "tool": prepared.tool},
-                         manifest={"tensorrt_plan": plan_manifest(prepared), "model_metadata": source_metadata(source)},
-                         policy=_policy(options))
+                         manifest={"tensorrt_plan": plan_manifest(prepared), "model_metadata": source_metadata(source),
+                                   **plan_record(prepared, dest)},
+                         policy=_policy(options, prepared))
 
     def versions(self) -> dict:
         return _prep_versions()
@@ -206,13 +250,36 @@ def _parse(trt, builder, onnx_path: Path):
     return network, parser
 
 
+def keep_layers_fp32(trt, network, config, keep) -> dict:
+    """TRT 10 (weakly typed): the precision plan as per-layer precision — each layer parsed from a kept node (the
+    parser names layers after their nodes) computes and outputs fp32, and the builder must obey it."""
+    keep = set(keep)
+    matched, names = set(), []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        node = next((k for k in (layer.name, layer.name.rsplit("_", 1)[0]) if k in keep), None)
+        if node is None:
+            continue
+        layer.precision = trt.float32
+        for j in range(layer.num_outputs):
+            layer.set_output_type(j, trt.float32)
+        matched.add(node)
+        names.append(layer.name)
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    return {"how": "layer.precision + set_output_type(fp32), BuilderFlag.OBEY_PRECISION_CONSTRAINTS",
+            "layers_fp32": len(names), "plan_nodes_matched": len(matched),
+            "plan_nodes_unmatched": sorted(keep - matched)[:20]}
+
+
 def build_engine_bytes(*, onnx_path: Path, profiles, precision: Precision, calibration=None,
                        timing_cache: Path | None = None, workspace_bytes: int | None = None,
-                       calib_cache: Path | None = None) -> tuple[bytes, dict]:
+                       calib_cache: Path | None = None, keep_fp32=()) -> tuple[bytes, dict]:
     """Build a serialized engine; returns (plan bytes, facts for the engine manifest).
 
     ``onnx_path`` is the FP32 ONNX on TRT 10 (precision via flags) and the prepared (FP16-cast or
     Q/DQ) ONNX on TRT 11 (strongly typed). ``calib_cache`` (TRT 10 INT8): read when present, else written.
+    ``keep_fp32``: the precision plan's nodes; TRT 10 keeps their layers fp32 per layer (on TRT 11 the prepared
+    ONNX already carries the plan as casts).
     """
     trt = require_tensorrt()
     major = trt_major(trt)
@@ -233,6 +300,10 @@ def build_engine_bytes(*, onnx_path: Path, profiles, precision: Precision, calib
                               + ", ".join(p.spec() for p in profiles),
                               hint="Run with --debug for TensorRT's reason; check --shapes against the model's inputs.")
     calibrator, cache = None, CalibrationCache(calib_cache)
+    layer_plan = None
+    if major < 11 and keep_fp32 and precision is not Precision.FP32:
+        layer_plan = keep_layers_fp32(trt, network, config, keep_fp32)
+        flags.append("OBEY_PRECISION_CONSTRAINTS")
     if major < 11:
         if precision is Precision.FP16:
             config.set_flag(trt.BuilderFlag.FP16)
@@ -274,7 +345,7 @@ def build_engine_bytes(*, onnx_path: Path, profiles, precision: Precision, calib
     facts = {"trt_version": str(trt.__version__), "gpu_name": gpu, "compute_capability": cc,
              "strongly_typed": major >= 11, "builder_flags": flags,
              "timing_cache": cache_info, "build_seconds": seconds,
-             "calibration_cache": cache.to_dict() if calibrator is not None else None,
+             "calibration_cache": cache.to_dict() if calibrator is not None else None, "layer_plan": layer_plan,
              "calibration_batches_read": calibrator.batches_given if calibrator is not None else None}
     return bytes(plan), facts
 
@@ -313,11 +384,12 @@ class OnnxToTensorRT(Converter):
         with tempfile.TemporaryDirectory(prefix=".trtprep.", dir=dest.parent) as tmp:
             # TRT 10 takes the FP32 ONNX and applies precision by flags; TRT 11 takes the precision-carrying ONNX
             want = Precision.FP32 if major < 11 else options.precision
-            prepared = prepare_source(source, Path(tmp), options, precision=want)
+            prepared = prepare_source(source, Path(tmp), options, precision=want, context=self.context)
             plan, facts = build_engine_bytes(
                 onnx_path=prepared.onnx_path, profiles=prepared.profiles, precision=options.precision,
                 calibration=prepared.calibration, timing_cache=options.timing_cache,
-                workspace_bytes=options.workspace_bytes, calib_cache=options.calib_cache)
+                workspace_bytes=options.workspace_bytes, calib_cache=options.calib_cache,
+                keep_fp32=prepared.plan.keep_fp32 if prepared.plan is not None else ())
             prepared_info = {"precision": prepared.precision.value, "tool": prepared.tool,
                              "sha256": sha256_file(prepared.onnx_path)}
         dest.write_bytes(plan)
@@ -328,6 +400,8 @@ class OnnxToTensorRT(Converter):
             calibration=_calibration_record(prepared, facts),
             workspace_bytes=options.workspace_bytes, timing_cache=facts["timing_cache"], engine_bytes=len(plan),
             build_seconds=facts["build_seconds"])
+        if prepared.plan is not None:  # how the plan reached the network: casts (TRT 11) or per-layer precision (TRT 10)
+            engine["precision_plan"] = facts["layer_plan"] or {"how": "casts in the strongly typed ONNX"}
         metadata = source_metadata(source)
         # provisional sidecar: the runner reads the model's metadata from it while the spine verifies the engine
         write_manifest(dest, {"engine": engine, "model_metadata": metadata})
@@ -335,8 +409,8 @@ class OnnxToTensorRT(Converter):
                          facts={**_facts(prepared), "precision": options.precision.value,
                                 "strongly_typed": facts["strongly_typed"], "builder_flags": sorted(facts["builder_flags"]),
                                 "tensorrt_version": facts["trt_version"], "gpu": facts["gpu_name"]},
-                         manifest={"engine": engine, "model_metadata": metadata},
-                         policy=_policy(options))
+                         manifest={"engine": engine, "model_metadata": metadata, **plan_record(prepared, None)},
+                         policy=_policy(options, prepared))
 
     def versions(self) -> dict:
         return {"tensorrt": version_of("tensorrt"), **_prep_versions()}

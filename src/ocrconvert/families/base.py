@@ -88,6 +88,11 @@ class Family:
         when random cases are judged like any other."""
         return self.INT8_RANDOM_GATE if str(precision) == "int8" else None
 
+    def plan_threshold(self, precision) -> float | None:
+        """The task metric a mixed-precision plan (``--plan auto``) must reach at ``precision``, where the family
+        asks more of a planned build than its verification threshold (None: that threshold)."""
+        return None
+
     # Tighter (atol, rtol) for random cases than the precision's default, where the family's outputs allow one.
     RANDOM_BOUNDS: dict[str, tuple[float, float]] = {}
 

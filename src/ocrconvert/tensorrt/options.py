@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import UsageError
-from ..options import Precision, RouteOptions
+from ..options import MixedPrecisionOptions, Precision
 from .precision import CALIB_METHODS
 from .profiles import parse_shape_spec
 
@@ -18,7 +18,8 @@ TRT_PRECISIONS = (Precision.FP32, Precision.FP16, Precision.INT8)
 
 
 @dataclass(frozen=True)
-class TrtOptions(RouteOptions):
+class TrtOptions(MixedPrecisionOptions):
+    # plan / plan_min_metric / plan_max_evals: the mixed-precision plan (options.MixedPrecisionOptions)
     precision: Precision = Precision.FP32
     calib_images: Optional[Path] = None      # INT8: a folder of real images to calibrate on
     calib_limit: Optional[int] = None        # INT8: use at most this many of them
@@ -37,6 +38,8 @@ class TrtOptions(RouteOptions):
         if isinstance(self.shapes, str):
             object.__setattr__(self, "shapes", (self.shapes,))
         object.__setattr__(self, "shapes", tuple(self.shapes))
+        if isinstance(self.plan, Path):
+            object.__setattr__(self, "plan", str(self.plan))
         for name in ("calib_images", "timing_cache", "calib_cache"):
             if isinstance(getattr(self, name), str):
                 object.__setattr__(self, name, Path(getattr(self, name)))
@@ -51,6 +54,7 @@ class TrtOptions(RouteOptions):
 
     def validate(self) -> None:
         Precision.parse(self.precision, allowed=TRT_PRECISIONS, where="TensorRT precision")
+        self.validate_plan(self.precision)
         if self.int8 and self.calib_images is None:
             raise UsageError("--int8 needs --calib-images DIR (real images to calibrate on)")
         if not self.int8:

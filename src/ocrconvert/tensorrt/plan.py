@@ -14,9 +14,11 @@ from typing import Callable
 from ..families import resolve_family
 from ..families.base import ModelInfo
 from ..options import Precision
+from ..precision_plan import ONNX_NODES, PrecisionPlan
 from .calibration import CalibrationSet, calibration_batches
 from .options import TrtOptions
-from .precision import FP16_FP32_CONTROL_FLOW, FP16_KEEP_FP32_OPS, INT8_QUANTIZED_OPS, cast_fp16, quantize_qdq
+from .precision import (FP16_FP32_CONTROL_FLOW, FP16_KEEP_FP32_OPS, INT8_QUANTIZED_OPS, cast_fp16, name_nodes,
+                        quantize_qdq)
 from .profiles import ShapeProfile, derive_profiles, dims
 
 PROFILE_FILE = "profiles.json"
@@ -30,6 +32,8 @@ class PreparedModel:
     family: str
     calibration: CalibrationSet | None = None
     tool: str = ""                  # what made the prepared ONNX
+    plan: PrecisionPlan | None = None   # the layers kept in fp32 (a --plan build)
+    plan_gate: float | None = None      # the task metric the plan must reach (the spine verifies at it)
 
     @property
     def strongly_typed(self) -> bool:
@@ -39,12 +43,38 @@ class PreparedModel:
     def to_dict(self) -> dict:
         return {"onnx": self.onnx_path.name, "precision": self.precision.value, "family": self.family,
                 "tool": self.tool, "profiles": [p.to_dict() for p in self.profiles],
-                "calibration": self.calibration.to_dict() if self.calibration else None}
+                "calibration": self.calibration.to_dict() if self.calibration else None,
+                **({"plan_keep_fp32": len(self.plan.keep_fp32)} if self.plan is not None else {})}
+
+
+def write_reduced(model, precision: Precision, out: Path, *, keep_fp32=(), calibration: CalibrationSet | None = None,
+                  calib_method: str = "percentile") -> str:
+    """Write the FP16-cast or Q/DQ ONNX of ``model`` (nodes named) to ``out``, ``keep_fp32`` nodes left fp32;
+    returns what made it. The one writer of reduced-precision ONNX: the build and every ``--plan auto`` candidate."""
+    import onnx
+
+    keep = tuple(keep_fp32)
+    kept = f"; {len(keep)} node(s) kept fp32 by the precision plan" if keep else ""
+    if precision is Precision.FP16:
+        onnx.save(cast_fp16(model, keep_fp32_nodes=keep), str(out))
+        return ("onnxconverter-common float16 (keep_io_types, fp32 ops: " + ", ".join(FP16_KEEP_FP32_OPS)
+                + "; fp32 control flow with its bodies: " + ", ".join(FP16_FP32_CONTROL_FLOW) + kept + ")")
+    if precision is Precision.INT8:
+        quantize_qdq(model, calibration, out, method=calib_method, keep_fp32_nodes=keep)
+        return (f"onnxruntime.quantization QDQ, symmetric int8, per-channel weights, {calib_method} "
+                f"calibration, ops {'/'.join(INT8_QUANTIZED_OPS)}{kept}")
+    raise ValueError(f"no reduced precision {precision}")
+
+
+# search(model, family, calibration, write) -> PrecisionPlan: ``--plan auto`` (the converter passes
+# verification.plan_search's, judged against the ORIGINAL); write(keep, path) -> what made it
+PlanSearch = Callable[..., PrecisionPlan]
 
 
 def prepare(load_model: Callable[[], object], info: ModelInfo, dest_dir: Path, options: TrtOptions, *,
             precision: Precision | None = None, calibration: CalibrationSet | None = None,
-            say: Callable[[str], None] = lambda m: None) -> PreparedModel:
+            say: Callable[[str], None] = lambda m: None, plan: PrecisionPlan | None = None,
+            search: PlanSearch | None = None) -> PreparedModel:
     """Write ``dest_dir/model.<precision>.onnx`` from the source ONNX and derive the profiles.
 
     ``info`` describes the source (inputs, config, metadata: the family and profiles come from it);
@@ -52,7 +82,8 @@ def prepare(load_model: Callable[[], object], info: ModelInfo, dest_dir: Path, o
     are known to be good (a bad ``--calib-images`` fails in a moment, not after loading a large model).
     ``precision`` defaults to the options'; the TRT 10 builder asks for ``fp32`` (it applies FP16/INT8 with
     builder flags, and still calibrates INT8 on the batches) while TRT 11 and the plan export ask for the
-    cast or Q/DQ ONNX.
+    cast or Q/DQ ONNX. ``plan`` keeps its nodes fp32 (checked against this model); ``search`` finds the plan
+    once the model is loaded (``--plan auto``); the TRT 10 builder (fp32 ONNX) applies the plan per layer.
     """
     import onnx
 
@@ -62,23 +93,29 @@ def prepare(load_model: Callable[[], object], info: ModelInfo, dest_dir: Path, o
     if options.int8 and calibration is None:
         say("preprocessing calibration images")
         calibration = calibration_batches(options.calib_images, family, profiles, limit=options.calib_limit)
-    model = load_model()
+    model = name_nodes(load_model())
     dest_dir.mkdir(parents=True, exist_ok=True)
     out = dest_dir / f"model.{precision.value}.onnx"
-    if precision is Precision.FP16:
-        say("casting to FP16 (onnxconverter-common)")
-        onnx.save(cast_fp16(model), str(out))
-        tool = ("onnxconverter-common float16 (keep_io_types, fp32 ops: " + ", ".join(FP16_KEEP_FP32_OPS)
-                + "; fp32 control flow with its bodies: " + ", ".join(FP16_FP32_CONTROL_FLOW) + ")")
-    elif precision is Precision.INT8:
-        say(f"inserting INT8 Q/DQ from {calibration.images} calibration images")
-        quantize_qdq(model, calibration, out, method=options.calib_method)
-        tool = (f"onnxruntime.quantization QDQ, symmetric int8, per-channel weights, {options.calib_method} "
-                f"calibration, ops {'/'.join(INT8_QUANTIZED_OPS)}")
+    reduced = Precision.parse(options.precision)  # what the plan is for (TRT 10 prepares fp32 and applies it)
+    if search is not None:
+        say(f"searching the precision plan ({reduced.value}, at most {options.plan_max_evals} candidates)")
+        plan = search(model, family, calibration,
+                      lambda keep, path: write_reduced(model, reduced, path, keep_fp32=keep, calibration=calibration,
+                                                       calib_method=options.calib_method))
+    gate = None
+    if plan is not None:
+        plan.check_for(reduced.value, ONNX_NODES, {n.name for n in model.graph.node})
+        gate = (plan.search.get("gate") or {}).get("threshold") or family.plan_threshold(reduced.value)
+    keep = plan.keep_fp32 if plan is not None else ()
+    if precision in (Precision.FP16, Precision.INT8):
+        say("casting to FP16 (onnxconverter-common)" if precision is Precision.FP16
+            else f"inserting INT8 Q/DQ from {calibration.images} calibration images")
+        tool = write_reduced(model, precision, out, keep_fp32=keep, calibration=calibration,
+                             calib_method=options.calib_method)
     else:
         onnx.save(model, str(out))
         tool = "onnxslim"
-    return PreparedModel(out, precision, profiles, family.name, calibration, tool)
+    return PreparedModel(out, precision, profiles, family.name, calibration, tool, plan, gate)
 
 
 def write_profiles(folder: Path, profiles: list[ShapeProfile]) -> Path:
@@ -131,5 +168,5 @@ def engine_manifest(*, trt_version: str, gpu_name: str, compute_capability: str 
     }
 
 
-__all__ = ["PreparedModel", "prepare", "write_profiles", "trtexec_command", "plan_manifest", "engine_manifest",
+__all__ = ["PreparedModel", "prepare", "write_reduced", "PlanSearch", "write_profiles", "trtexec_command", "plan_manifest", "engine_manifest",
            "PROFILE_FILE"]

@@ -162,9 +162,18 @@ def _cast_targets_follow_retyping(model) -> None:
                     a.i = TensorProto.FLOAT16
 
 
-def cast_fp16(model, *, keep_fp32_ops=FP16_KEEP_FP32_OPS):
+def name_nodes(model):
+    """Every node named (``<op>__<index>`` where it has none), in place: a precision plan names nodes, and the
+    caster names its boundary casts after them. Returns ``model``."""
+    for i, node in enumerate(model.graph.node):
+        node.name = node.name or f"{node.op_type}__{i}"
+    return model
+
+
+def cast_fp16(model, *, keep_fp32_ops=FP16_KEEP_FP32_OPS, keep_fp32_nodes=()):
     """The FP16 ONNX TensorRT 11 builds strongly typed (I/O stays fp32; sensitive ops stay fp32; Loop/If/Scan
-    stay fp32 with their bodies, cast at their boundary)."""
+    stay fp32 with their bodies, cast at their boundary). ``keep_fp32_nodes``: a precision plan's node names,
+    kept fp32 with casts at their boundary (the casts TensorRT 11's strongly typed network obeys)."""
     from .._compat import require
 
     require("onnxconverter_common", "casting the ONNX to FP16")
@@ -173,14 +182,14 @@ def cast_fp16(model, *, keep_fp32_ops=FP16_KEEP_FP32_OPS):
     _unshare_initializers(m)
     del m.graph.value_info[:]   # stale fp32 value_info would contradict the cast graph
     _identity_outputs(m)
-    for i, node in enumerate(m.graph.node):
-        node.name = node.name or f"{node.op_type}__{i}"  # the caster names its boundary casts after the node
+    name_nodes(m)  # the caster names its boundary casts after the node
     _fp32_initializers_into_bodies(m)
     block = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(keep_fp32_ops) | set(FP16_FP32_CONTROL_FLOW))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # one warning per clamped constant
         try:
-            out = float16.convert_float_to_float16(m, keep_io_types=True, op_block_list=block)
+            out = float16.convert_float_to_float16(m, keep_io_types=True, op_block_list=block,
+                                                   node_block_list=list(keep_fp32_nodes) or None)
         except Exception as exc:  # noqa: BLE001 - the caster raises bare ValueErrors on odd graphs
             raise ConversionError(f"FP16 cast failed: {type(exc).__name__}: {exc}") from None
     _fp16_outer_reads_to_fp32(out)
@@ -216,9 +225,10 @@ class _BatchReader:
         self._it = iter(self._calib.batches)
 
 
-def quantize_qdq(model, calib: CalibrationSet, out_path: Path, *, method: str = "percentile"):
+def quantize_qdq(model, calib: CalibrationSet, out_path: Path, *, method: str = "percentile", keep_fp32_nodes=()):
     """INT8 Q/DQ ONNX for TensorRT's explicit quantization: symmetric int8 activations and per-channel
-    symmetric int8 weights on Conv/ConvTranspose/MatMul/Gemm, bias left in float (TensorRT fuses it)."""
+    symmetric int8 weights on Conv/ConvTranspose/MatMul/Gemm, bias left in float (TensorRT fuses it).
+    ``keep_fp32_nodes``: a precision plan's node names, left without Q/DQ (fp32 in TensorRT's typed network)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -228,7 +238,7 @@ def quantize_qdq(model, calib: CalibrationSet, out_path: Path, *, method: str = 
                "entropy": CalibrationMethod.Entropy}
     if method not in methods:
         raise UsageError(f"unknown calibration method {method!r}", hint=f"One of: {', '.join(methods)}")
-    m = copy.deepcopy(model)
+    m = name_nodes(copy.deepcopy(model))
     if opset(m) < 13:  # per-channel DequantizeLinear (axis) needs opset 13
         from onnx import version_converter
 
@@ -243,7 +253,8 @@ def quantize_qdq(model, calib: CalibrationSet, out_path: Path, *, method: str = 
                                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                                 calibrate_method=methods[method],
                                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                                               "QuantizeBias": False})
+                                               "QuantizeBias": False},
+                                nodes_to_exclude=list(keep_fp32_nodes) or None)
         except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises untyped errors
             raise ConversionError(f"INT8 Q/DQ quantization failed: {type(exc).__name__}: {exc}") from None
     q = onnx.load(str(out_path))
@@ -252,5 +263,5 @@ def quantize_qdq(model, calib: CalibrationSet, out_path: Path, *, method: str = 
     return q
 
 
-__all__ = ["cast_fp16", "quantize_qdq", "copy_metadata", "FP16_KEEP_FP32_OPS", "FP16_FP32_CONTROL_FLOW",
+__all__ = ["cast_fp16", "name_nodes", "quantize_qdq", "copy_metadata", "FP16_KEEP_FP32_OPS", "FP16_FP32_CONTROL_FLOW",
            "INT8_QUANTIZED_OPS", "CALIB_METHODS"]
