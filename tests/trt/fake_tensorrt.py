@@ -169,7 +169,8 @@ def make(major: int) -> types.ModuleType:
     DataType = _enum("DataType", _DATATYPE)
     TensorIOMode = _enum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
     MemoryPoolType = _enum("MemoryPoolType", {"WORKSPACE": 0})
-    BuilderFlag = _enum("BuilderFlag", {"FP16": 0, "INT8": 1, "TF32": 6} if v10 else {"TF32": 6})
+    BuilderFlag = _enum("BuilderFlag", {"FP16": 0, "INT8": 1, "TF32": 6, "OBEY_PRECISION_CONSTRAINTS": 11}
+                        if v10 else {"TF32": 6})
     NetworkDefinitionCreationFlag = _enum("NetworkDefinitionCreationFlag",
                                           {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1} if v10 else {"STRONGLY_TYPED": 0})
 
@@ -257,6 +258,45 @@ def make(major: int) -> types.ModuleType:
 
     # -- network and parser ---------------------------------------------------------------------------
     @_no_constructor
+    class ILayer:
+        """One parsed ONNX node (the parser names a layer after its node). Per-layer precision (``precision``,
+        ``set_output_type``) is a 10.x weakly typed network's; 11.x (strongly typed only) refuses it."""
+
+        @property
+        def name(self):
+            return self._name
+
+        @property
+        def num_outputs(self):
+            return len(self._outputs)
+
+        @property
+        def precision(self):
+            return self._precision or DataType.FLOAT
+
+        @precision.setter
+        def precision(self, dtype):
+            _check_type(dtype, DataType, "ILayer.precision")
+            if self._network._strongly_typed or not v10:
+                raise RuntimeError("ILayer::setPrecision is not allowed on a strongly typed network")
+            self._precision = dtype
+
+        @property
+        def precision_is_set(self):
+            return self._precision is not None
+
+        def set_output_type(self, index, dtype):
+            _check_type(dtype, DataType, "ILayer.set_output_type")
+            if self._network._strongly_typed or not v10:
+                raise RuntimeError("ILayer::setOutputType is not allowed on a strongly typed network")
+            if not 0 <= index < len(self._outputs):
+                raise IndexError(f"output index {index} out of range")
+            self._output_types[index] = dtype
+
+        def output_type_is_set(self, index):
+            return index in self._output_types
+
+    @_no_constructor
     class INetworkDefinition:
         @property
         def num_inputs(self):
@@ -269,6 +309,16 @@ def make(major: int) -> types.ModuleType:
         @property
         def num_layers(self):
             return 0 if self._model is None else len(self._model.graph.node)
+
+        def get_layer(self, index):
+            if self._model is None or not 0 <= index < len(self._model.graph.node):
+                raise IndexError(f"layer index {index} out of range")
+            layers = self.__dict__.setdefault("_layers", {})
+            if index not in layers:
+                node = self._model.graph.node[index]
+                layers[index] = _make(ILayer, _name=node.name or f"{node.op_type}_{index}", _outputs=list(node.output),
+                                      _precision=None, _output_types={}, _network=self)
+            return layers[index]
 
         def get_flag(self, flag):
             _check_type(flag, NetworkDefinitionCreationFlag, "get_flag")
@@ -519,8 +569,13 @@ def make(major: int) -> types.ModuleType:
                     hits += key in config._timing._entries
                     config._timing._entries.setdefault(key, f"tactic-{len(config._timing._entries)}")
                 emit(self._logger, "INFO", f"timing cache: {hits} hits of {len(network._model.graph.node)}")
+            fp32_layers = sorted(la._name for la in getattr(network, "_layers", {}).values()
+                                 if la._precision == DataType.FLOAT
+                                 and all(t == DataType.FLOAT for t in la._output_types.values()))
+            if fp32_layers and "OBEY_PRECISION_CONSTRAINTS" not in flags:
+                emit(self._logger, "WARNING", "layer precision set without kOBEY_PRECISION_CONSTRAINTS: a hint only")
             header = {"version": version, "device": mod._device, "strongly_typed": network._strongly_typed,
-                      "flags": flags, "profiles": profiles, "int8_scales": scales,
+                      "flags": flags, "profiles": profiles, "int8_scales": scales, "fp32_layers": fp32_layers,
                       "io": [{**t, "mode": "INPUT"} for t in network._inputs]
                       + [{**t, "mode": "OUTPUT"} for t in network._outputs]}
             head = json.dumps(header).encode()
