@@ -40,11 +40,20 @@ def register(app: typer.Typer) -> None:
                               dictionary=dictionary, as_json=json, seed=seed, force=force)
 
     @app.command("onnx2torch")
-    def onnx2torch(source: SourceArg, output: OutputOpt, no_verify: NoVerifyOpt = False, images: ImagesOpt = None,
+    def onnx2torch(source: SourceArg, output: OutputOpt,
+                   route: Annotated[Optional[str], typer.Option("--route", help="graph (default: onnxslim + onnx2torch) | native (transformers classes, when the graph is a known architecture)")] = None,
+                   allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Native route: accept unmapped parameters.")] = False,
+                   no_verify: NoVerifyOpt = False, images: ImagesOpt = None,
                    atol: AtolOpt = None, rtol: RtolOpt = None, family: FamilyOpt = None, dictionary: DictOpt = None,
                    seed: SeedOpt = 0, force: ForceOpt = False, json: JsonOpt = False, debug: DebugOpt = False) -> int:
-        """ONNX -> PyTorch graph artifact (onnxslim + onnx2torch), verified against the ONNX."""
-        return run_conversion(source, output, target="torch", route="onnx2torch", no_verify=no_verify, images=images,
+        """ONNX -> PyTorch: graph artifact (onnxslim + onnx2torch) or native modules, verified against the ONNX."""
+        from ..errors import UsageError
+
+        prefer = {"native": "native", "graph": "onnx2torch", None: "onnx2torch"}.get(route, "?")
+        if prefer == "?":
+            raise UsageError(f"--route {route!r} is not native or graph")
+        return run_conversion(source, output, target="torch", route=prefer,
+                              options=given(allow_partial=allow_partial), no_verify=no_verify, images=images,
                               atol=atol, rtol=rtol, family=family, dictionary=dictionary, as_json=json, seed=seed,
                               force=force)
 

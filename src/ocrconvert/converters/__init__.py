@@ -7,6 +7,7 @@ import logging
 
 from .. import registry
 from . import onnx_torch, onnx_trt, paddle_onnx, paddle_torch, torch_aot, torch_onnx  # noqa: F401
+from . import onnx_native  # noqa: F401 - after paddle_torch, whose options record it shares
 from . import vlm_aot, vlm_onnx  # noqa: F401
 
 log = logging.getLogger(__name__)

@@ -22,25 +22,43 @@ REPORT_FILE = "ocrconvert_native.json"
 def _program(source: Artifact | str | Path) -> PaddleProgram:
     art = source if isinstance(source, Artifact) else detect(source)
     if art.format not in (Format.PADDLE_LEGACY, Format.PADDLE_PIR):
-        raise UnsupportedModelError(f"{art.path} is {art.format.value}, not a Paddle inference program")
+        raise UnsupportedModelError(f"{art.path} is {art.format.value}, not a Paddle inference program or ONNX")
     return read_program(art)
 
 
+def _onnx_layers(art: Artifact):
+    from ..onnx_io import load_onnx
+    from .onnx_layers import read_onnx_layers
+
+    return read_onnx_layers(load_onnx(art.files.get("model", art.path)), art.path)
+
+
+def _recognised(source: Artifact | str | Path):
+    """(recognised architecture, source weights by name, source format) of a Paddle program or an ONNX graph."""
+    art = source if isinstance(source, Artifact) else detect(source)
+    if art.format is Format.ONNX:
+        layers = _onnx_layers(art)
+        return architectures.recognise_onnx(layers), layers.weights, art.format.value
+    program = _program(art)
+    return architectures.recognise(program), program.weights(), program.format.value
+
+
 def recognise(source: Artifact | str | Path) -> Recognised | None:
-    """The architecture of a Paddle model, identified from its program (never from names); None if unknown."""
+    """The architecture of a Paddle program or ONNX graph, identified from its layers and weight shapes (never
+    from names); None if unknown."""
     try:
-        return architectures.recognise(_program(source))
+        return _recognised(source)[0]
     except NativeMappingError:
         return None
 
 
 def convert_to_transformers(source: Artifact | str | Path, out_dir: Path, *, allow_partial: bool = False) -> MappingReport:
-    """Paddle inference model -> transformers folder (config.json + model.safetensors), trainable form."""
-    program = _program(source)
-    found = architectures.recognise(program)
+    """Paddle inference model or ONNX model -> transformers folder (config.json + model.safetensors),
+    trainable form."""
+    found, weights, source_format = _recognised(source)
     arch = found.architecture
     model = arch.build(found.config)
-    report = arch.fill(model, found.layers, program.weights())
+    report = arch.fill(model, found.layers, weights)
     if not report.complete and not allow_partial:
         raise NativeMappingError(
             f"incomplete mapping: {len(report.unmapped_source)} unmapped source params "
@@ -50,7 +68,7 @@ def convert_to_transformers(source: Artifact | str | Path, out_dir: Path, *, all
     out_dir.mkdir(parents=True, exist_ok=True)
     with architectures.quiet_transformers():
         model.save_pretrained(out_dir, safe_serialization=True)
-    meta = {"architecture": arch.name, "task": arch.task, "source_format": program.format.value,
+    meta = {"architecture": arch.name, "task": arch.task, "source_format": source_format,
             "report": report.to_dict(), "output": arch.output}
     (out_dir / REPORT_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return report
@@ -59,13 +77,15 @@ def convert_to_transformers(source: Artifact | str | Path, out_dir: Path, *, all
 class _OutputTensor(nn.Module):
     """Unfused form: the transformers model, returning the raw output tensor."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, finish=None):
         super().__init__()
         self.model = model
+        self.finish = finish
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         out = self.model(pixel_values)
-        return out if isinstance(out, torch.Tensor) else out.last_hidden_state
+        out = out if isinstance(out, torch.Tensor) else out.last_hidden_state
+        return out if self.finish is None else self.finish(out)
 
 
 def trainable_module(folder: Path) -> nn.Module:
@@ -93,4 +113,6 @@ def load_native(folder: Path, *, fused: bool = True) -> nn.Module:
     fused=True folds every rep-layer into one conv, BatchNorm into convs and the learnable affine blocks
     into adjacent convs where exact; fused=False runs the training-form graph."""
     model = trainable_module(folder)
-    return fuse_model(model) if fused else _OutputTensor(model).eval()
+    if fused:
+        return fuse_model(model)
+    return _OutputTensor(model, architectures.for_model_type(model.config.model_type).finish).eval()

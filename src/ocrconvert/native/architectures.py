@@ -29,11 +29,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_BUILTIN = ("lcnetv3", "mobilenetv3_cls")  # modules under ocrconvert.native that register records
+_BUILTIN = ("lcnetv3", "mobilenetv3_cls", "ppocrv6", "pp_lcnet")  # modules under ocrconvert.native that register records
 
 
 def _unchanged(model: "nn.Module") -> None:
     return None
+
+
+def _same(output):
+    return output
 
 
 @contextmanager
@@ -57,16 +61,22 @@ class NativeArchitecture:
     model_type: str  # config.json ``model_type`` of a saved folder
     output: str  # what ``forward`` returns, for the folder's report
     model_class: Callable[[], type]  # the PreTrainedModel class (a function: its import is heavy)
-    parse: Callable[[LayerSequence], tuple[dict, Any]]  # -> (config, layers); raises NativeMappingError
+    parse: Callable[[LayerSequence], tuple[dict, Any]] | None  # Paddle records -> (config, layers); None: not
     write: Callable[[WeightWriter, "nn.Module", Any], None]  # layers' weights -> model tensors
     fuse: Callable[["nn.Module"], "nn.Module"]  # trainable form -> fused inference form
     configure: Callable[["nn.Module"], None] = _unchanged  # config values the model class does not apply
+    parse_onnx: Callable[[LayerSequence], tuple[dict, Any]] | None = None  # ONNX records (``onnx_layers``)
+    finish: Callable[[Any], Any] = _same  # the class's output tensor -> the source's output (e.g. softmax)
 
-    def recognise(self, records: list, params: set[str]) -> "Recognised":
-        """This architecture's config and layers in the program, or NativeMappingError saying why not."""
+    def recognise(self, records: list, params: set[str], *, onnx: bool = False) -> "Recognised":
+        """This architecture's config and layers in the program (or ONNX graph), or NativeMappingError saying
+        why not."""
+        parse = self.parse_onnx if onnx else self.parse
+        if parse is None:
+            raise NativeMappingError(f"not recognised from {'ONNX' if onnx else 'Paddle programs'}")
         seq = LayerSequence(records)
         try:
-            config, layers = self.parse(seq)
+            config, layers = parse(seq)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise NativeMappingError(f"{type(exc).__name__}: {exc}") from None
         seq.expect_end(params)
@@ -153,3 +163,19 @@ def recognise(program: "PaddleProgram") -> Recognised:
     log.debug("no native architecture matched: %s", why)
     raise NativeMappingError(f"{program.program_file}: not a natively supported architecture: {why}",
                              hint="Use --route graph for the traced route.")
+
+
+def recognise_onnx(layers) -> Recognised:
+    """The architecture an ONNX graph (``onnx_layers.OnnxLayers``) is, judged from its layers and weight shapes
+    (never from names), or NativeMappingError with each architecture's reason."""
+    why: dict[str, str] = {}
+    for arch in architectures():
+        if arch.parse_onnx is None:
+            continue
+        try:
+            return arch.recognise(layers.records, layers.params, onnx=True)
+        except NativeMappingError as exc:
+            why[arch.name] = exc.message
+    log.debug("no native architecture matched: %s", why)
+    raise NativeMappingError(f"{layers.path}: not a natively supported architecture: {why}",
+                             hint="Use --route graph (onnx2torch) for the traced route.")

@@ -279,3 +279,43 @@ def input_dtype(module: nn.Module) -> torch.dtype:
         if p.is_floating_point():
             return p.dtype
     return torch.float32
+
+
+# -- transformers classes run as they are, BatchNorm folded (PP-OCRv6, PP-LCNet) ----------------------------
+_CONV_NORM_PAIRS = (("convolution", "normalization"), ("convolution", "norm"), ("conv1", "norm1"), ("conv2", "norm2"))
+
+
+@torch.no_grad()
+def fold_batchnorms(model: nn.Module) -> nn.Module:
+    """Every (conv, BatchNorm) pair of a module (the attribute pairs of ``_CONV_NORM_PAIRS``) as one conv with
+    bias, the BatchNorm replaced by ``nn.Identity``: exact in eval mode. In place; returns ``model``."""
+    for mod in list(model.modules()):
+        for conv_name, norm_name in _CONV_NORM_PAIRS:
+            conv, norm = getattr(mod, conv_name, None), getattr(mod, norm_name, None)
+            if not isinstance(conv, nn.modules.conv._ConvNd) or not isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                continue
+            transpose = isinstance(conv, nn.modules.conv._ConvTransposeNd)
+            std = torch.sqrt(norm.running_var.double() + norm.eps)
+            s = norm.weight.double() / std
+            shape = [1] * conv.weight.dim()
+            shape[1 if transpose else 0] = -1
+            w = conv.weight.double() * s.view(shape)
+            b0 = conv.bias.double() if conv.bias is not None else torch.zeros_like(s)
+            b = (b0 - norm.running_mean.double()) * s + norm.bias.double()
+            conv.weight.copy_(w.float())
+            conv.bias = nn.Parameter(b.float())
+            setattr(mod, norm_name, nn.Identity())
+    return model
+
+
+class FusedTransformers(nn.Module):
+    """Inference form of a transformers class: its own forward with BatchNorm folded into the convs, returning
+    the source model's output tensor (``finish``: e.g. the softmax a classifier's ONNX ends in)."""
+
+    def __init__(self, model: nn.Module, finish):
+        super().__init__()
+        self.model = fold_batchnorms(copy.deepcopy(model).eval())
+        self.finish = finish
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.finish(self.model(pixel_values).last_hidden_state)
