@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
                   device: Annotated[Optional[str], typer.Option("--device", help="cuda | cpu (default: cuda when present)")] = None,
                   reference: Annotated[Optional[Path], typer.Option("--reference", help="Recorded reference (.npz) to verify against instead of the source model.")] = None,
                   autotune: Annotated[bool, typer.Option("--autotune", help="Inductor max-autotune (slow build).")] = False,
+                  plan: Annotated[Optional[str], typer.Option("--plan", help="--fp16: a precision-plan.json of native module paths kept fp32 (default: the model's shipped split).")] = None,
                   no_verify: NoVerifyOpt = False, images: ImagesOpt = None, atol: AtolOpt = None, rtol: RtolOpt = None,
                   seed: SeedOpt = 0, force: ForceOpt = False, json: JsonOpt = False, debug: DebugOpt = False) -> int:
         """Native PyTorch model (or Paddle folder, via the native route) -> AOTInductor package, verified."""
@@ -26,6 +27,7 @@ def register(app: typer.Typer) -> None:
         if output.suffix != ".pt2":
             raise UsageError("the AOTInductor package must end in .pt2", hint="e.g. -o det.pt2")
         return run_conversion(source, output, target="torch-aot", route="aot-build",
-                              options=given(precision="fp16" if fp16 else None, device=device, autotune=autotune),
+                              options=given(precision="fp16" if fp16 else None, device=device, autotune=autotune,
+                                            plan=plan),
                               no_verify=no_verify, images=images, atol=atol, rtol=rtol, as_json=json,
                               reference=reference, seed=seed, force=force)

@@ -11,7 +11,8 @@ from typing import Optional
 from .._compat import require, version_of
 from ..errors import ConversionError, UsageError
 from ..formats import Artifact, Format
-from ..options import Precision, RouteOptions
+from ..options import MixedPrecisionOptions, Precision
+from ..precision_plan import NATIVE_MODULES, PrecisionPlan
 from ..registry import Converter, HopResult, VerificationPolicy, register_converter
 from .common import example_inputs
 
@@ -31,11 +32,12 @@ CHANNELS_LAST_DEFAULT: dict[str, bool] = {}
 
 
 def build_module(source: Artifact, fp16: bool, device: str, channels_last: bool | None = None,
-                 fp32_stages: int | None = None):
+                 fp32_stages: int | None = None, keep_fp32: tuple[str, ...] | None = None):
     """The module to export: the fused native model (fp16 where ``half_precision`` puts it), fp32 I/O.
     ``channels_last``: NHWC weights and activations (cuDNN's native fp16 layout; with dynamic shapes Inductor
     does no layout optimisation of its own); None: the family's CUDA default. ``fp32_stages``: how many early
-    backbone stages a det model keeps in fp32 (default FusedDet.FP32_STAGES)."""
+    backbone stages a det model keeps in fp32 (default FusedDet.FP32_STAGES). ``keep_fp32``: a precision plan's
+    module paths, replacing the model's own ``FP32_PARTS`` (its shipped plan)."""
     torch = require("torch")
     from ..families import resolve_family
     from ..runners import runner_for
@@ -52,6 +54,8 @@ def build_module(source: Artifact, fp16: bool, device: str, channels_last: bool 
     module = module.eval().to(device)
     if fp32_stages is not None and hasattr(module, "set_fp32_stages"):
         module.set_fp32_stages(fp32_stages)
+    if keep_fp32 is not None:
+        module.FP32_PARTS = tuple(keep_fp32)  # half_precision checks every name is a submodule
 
     class Wrapped(torch.nn.Module):
         """fp16 inside, fp32 at the boundary: callers keep feeding float32 images. The input is cast to the
@@ -80,8 +84,17 @@ def build_module(source: Artifact, fp16: bool, device: str, channels_last: bool 
     return runner, Wrapped(module, fp16, bool(channels_last)).eval()
 
 
+def shipped_plan(module, fp32_stages: int | None) -> PrecisionPlan:
+    """The model's own fp32 parts as a precision plan (the det split: stem + stages 1-3 + the last conv, from the
+    manual CPU study in FusedDet), so a package records one kind of plan whichever way it was chosen."""
+    parts = tuple(getattr(module, "FP32_PARTS", ()))
+    how = (f"{type(module).__name__}.FP32_PARTS" + (f" (--fp32-stages {fp32_stages})" if fp32_stages is not None
+                                                    else " (the model's default split)"))
+    return PrecisionPlan(Precision.FP16.value, NATIVE_MODULES, parts, "shipped", search={"by": how, "evaluations": 0})
+
+
 @dataclass(frozen=True)
-class AotOptions(RouteOptions):
+class AotOptions(MixedPrecisionOptions):
     precision: Precision = Precision.FP32
     device: Optional[str] = None          # cuda | cpu; None: cuda when present
     autotune: bool = False
@@ -95,6 +108,13 @@ class AotOptions(RouteOptions):
         if self.precision is Precision.FP16:
             if self.device is not None and not self.device.startswith("cuda"):
                 raise UsageError("--fp16 AOT packages are built for CUDA", hint="Add --device cuda, or drop --fp16.")
+        self.validate_plan(self.precision)
+        if self.plan == "auto":
+            raise UsageError("aot-build takes --plan FILE (native module paths); --plan auto searches ONNX builds only",
+                             hint="Search on the ONNX route (trt-build --export-only --fp16 --plan auto), or give a "
+                                  "plan of native module paths.")
+        if self.plan is not None and self.fp32_stages is not None:
+            raise UsageError("--plan and --fp32-stages both choose the fp32 parts; give one")
 
 
 
@@ -119,7 +139,16 @@ class TorchToAot(Converter):
             raise UsageError("--device cuda but no CUDA GPU is visible", hint="Use --device cpu.")
         if fp16 and not device.startswith("cuda"):
             raise UsageError("--fp16 AOT packages are built for CUDA", hint="Add --device cuda, or drop --fp16.")
-        runner, module = build_module(source, fp16, device, options.channels_last, options.fp32_stages)
+        plan = None
+        if fp16 and options.plan_path is not None:
+            plan = PrecisionPlan.load(options.plan_path)
+            plan.check_for(Precision.FP16.value, NATIVE_MODULES)
+            plan.origin, plan.passed = "file", None
+            plan.search = {"reused_from": str(options.plan_path), "evaluations": 0}
+        runner, module = build_module(source, fp16, device, options.channels_last, options.fp32_stages,
+                                      keep_fp32=plan.keep_fp32 if plan is not None else None)
+        if fp16 and plan is None:
+            plan = shipped_plan(module.inner, options.fp32_stages)
         channels_last = module.channels_last
         family, feed = example_inputs(runner)
         x = torch.from_numpy(feed[runner.input_names[0]]).to(device)
@@ -150,7 +179,8 @@ class TorchToAot(Converter):
                          native=str(source.path.resolve()) if source.format is Format.TORCH_NATIVE else None)
         return HopResult(art, facts={"precision": options.precision.value, "device": device,
                                      "dynamic_axes": aot["dynamic_axes"], "name_map": names},
-                         manifest={"aot": aot}, policy=VerificationPolicy(precision=options.precision))
+                         manifest={"aot": aot, **({"precision_plan": plan.to_dict()} if plan is not None else {})},
+                         policy=VerificationPolicy(precision=options.precision))
 
     def versions(self) -> dict:
         return {"torch": version_of("torch")}
