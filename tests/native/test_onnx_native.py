@@ -87,7 +87,8 @@ def test_recognised_from_the_graph_not_the_file_name(name, zoo, tmp_path):
     assert found is not None and found.architecture.name == MODELS[name][0]
 
 
-@pytest.mark.parametrize("name", ["ppocrv5-mobile-det-onnx", "slanet-plus-onnx"])
+@pytest.mark.parametrize("name", ["ppocrv4-det-onnx", "ppocrv4-rec-onnx", "ppocrv4-cls-onnx", "ppocrv5-mobile-det-onnx",
+                                  "ppocrv5-mobile-rec-onnx", "slanet-plus-onnx", "picodet-layout-cdla-onnx"])
 def test_other_onnx_graphs_are_not_claimed(name, zoo):
     from ocrconvert.native import recognise
 
