@@ -39,6 +39,9 @@ def test_zoo_config_covers_every_zoo_model():
     # no expected failures: SLANet-plus's Loop converts to PyTorch (ocrconvert.onnx2torch_ops)
     assert {j.id: j.expect for j in cfg.jobs if j.expect} == {}
     assert {("slanet-plus", "torch"), ("slanet-plus-onnx", "torch")} <= targets
+    for onnx_only in ("ppocrv6-small-det-onnx", "ppocrv6-small-rec-onnx", "ppocrv6-tiny-det-onnx",
+                      "ppocrv6-tiny-rec-onnx", "doc-orientation-onnx"):  # the native route from ONNX
+        assert (onnx_only, "torch-native") in targets
 
 
 def test_gpu_config_builds_fp16_aot_packages():
