@@ -56,3 +56,21 @@ def test_hub_folder_converts_with_the_ocr_metric(zoo, tmp_path):
     assert result.report.family == "det-db"
     assert result.report.passed, result.report.summary_line()
     assert result.report.informative_cases >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "family"), [("ppocrv6-tiny-rec-onnx", "rec-ctc"), ("doc-orientation-onnx", "cls")])
+def test_hub_folder_of_an_onnx_only_model_converts_with_its_family(name, family, zoo, tmp_path):
+    """ONNX -> native, ``save_pretrained`` alone, then torch2onnx on that folder: judged by its family (here
+    against the hub folder itself, the only original such a folder has)."""
+    pytest.importorskip("transformers", reason="transformers is not installed")
+    import ocrconvert
+    from ocrconvert.native import convert_to_transformers, trainable_module
+
+    native = tmp_path / "native"
+    assert convert_to_transformers(zoo(name), native).complete
+    hub = tmp_path / "hub"
+    trainable_module(native).save_pretrained(hub, safe_serialization=True)
+    result = ocrconvert.convert(hub, tmp_path / "m.onnx", target="onnx")
+    assert result.report.family == family
+    assert result.report.passed, result.report.summary_line()
