@@ -246,7 +246,10 @@ def test_architecture_registry_is_strict_and_consistent():
     from ocrconvert.native import architectures as reg
 
     archs = reg.architectures()
-    assert [a.name for a in archs] == ["pp_ocrv5_mobile_rec", "pp_ocrv5_mobile_det", "ppocr_mobilenetv3_cls"]
+    assert [a.name for a in archs] == ["pp_ocrv5_mobile_rec", "pp_ocrv5_mobile_det", "ppocr_mobilenetv3_cls",
+                                       "pp_ocrv6_small_det", "pp_ocrv6_small_rec", "pp_ocrv6_tiny_rec", "pp_lcnet_cls"]
+    # the PP-OCRv6 / PP-LCNet records are recognised from ONNX graphs only (no Paddle programs of them here)
+    assert [a.name for a in archs if a.parse is None] == [a.name for a in archs if a.parse_onnx is not None]
     for arch in archs:
         assert arch.model_class().config_class.model_type == arch.model_type  # what a saved folder says
         assert reg.for_model_type(arch.model_type) is arch
