@@ -16,7 +16,7 @@ from .architectures import NativeArchitecture, register
 from .errors import NativeMappingError
 from .fused import FusedTransformers
 from .layers import LayerSequence
-from .ppocrv6 import _is_depthwise, _same_padding, _stride, _take_act, _take_se, _w, conv_bn
+from .ppocrv6 import _is_depthwise, _same_padding, _stride, _take_act, _take_se, _w, conv_bn, note_folded
 
 _STAGES = [1, 2, 2, 6, 2]  # PP-LCNet's stage layout (blocks2..blocks6)
 
@@ -86,6 +86,7 @@ def fill_cls(w, model, parsed) -> None:
         conv_bn(w, layer.pointwise_convolution.convolution, layer.pointwise_convolution.normalization, pw)
     conv_bn(w, model.last_convolution, None, last)
     w.linear(model.head, fc)
+    note_folded(w)
 
 
 def _softmax(logits: torch.Tensor) -> torch.Tensor:

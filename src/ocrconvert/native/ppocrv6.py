@@ -122,16 +122,17 @@ def parse_v4_backbone(seq: LayerSequence) -> V4Backbone:
         pool = seq.take("pool", None, "stem pool")
         cat = seq.take("concat", None, "stem concat")
         c3 = seq.take("conv", "Conv", "stem3")
-        _take_act(seq, "stem3 act", a1.attrs["act"])
+        a3 = _take_act(seq, "stem3 act", a1.attrs["act"])
         c4 = seq.take("conv", "Conv", "stem4")
         a4 = _take_act(seq, "stem4 act", a1.attrs["act"])
         ok = (c2a.inp == a1.out and pool.inp == a1.out and c2b.inp == a2a.out
               and pool.attrs["pooling_type"] == "max" and pool.attrs["kernel"] == [2, 2]
               and pool.attrs["strides"] == [1, 1] and (pool.attrs["auto_pad"] == "SAME_UPPER"
                                                        or pool.attrs["pads"] == [0, 0, 1, 1])
-              and cat.extra_inputs == [pool.out, a2b.out] and c3.inp == cat.out and c4.inp is not None
+              and cat.extra_inputs == [pool.out, a2b.out] and c3.inp == cat.out and c4.inp == a3.out
               and all(_same_padding(c) for c in (c2a, c2b, c3)) and c4.attrs["kernel"] == [1, 1]
-              and _stride(c2a) == _stride(c2b) == _stride(c4) == 1 and _stride(c3) == 2 and c3.attrs["kernel"] == [3, 3])
+              and _stride(c2a) == _stride(c2b) == _stride(c4) == 1 and _stride(c3) == 2
+              and c3.attrs["kernel"] == [3, 3])
         if not ok:
             raise NativeMappingError("large stem: data flow or geometry differs from PPLCNetV4LargeStem")
         stem, stem_type, act, last = [first, c2a, c2b, c3, c4], "large", a1.attrs["act"], a4.out
@@ -231,7 +232,15 @@ def conv_bn(w: WeightWriter, conv, bn, rec: Rec, *, weight_shape=None) -> None:
         w.neutral(conv, "bias", 0.0)
     w.bn_bias_only(bn, rec.params.get("bias"))
     if "bias" in rec.params:
-        w.report.notes.append(f"{w.names[bn]}: BatchNorm folded into the ONNX conv; set to '+ bias' (exact)")
+        w.folded_bn = getattr(w, "folded_bn", 0) + 1
+
+
+def note_folded(w: WeightWriter) -> None:
+    """One note for every BatchNorm the exporter had folded (set to an exact '+ bias' in the trainable form)."""
+    n = getattr(w, "folded_bn", 0)
+    if n:
+        w.report.notes.append(f"{n} BatchNorm layers were folded into their ONNX convs: each set to an exact "
+                              f"'+ bias' (mean 0, var 1, scale sqrt(1+eps)), trainable from there")
 
 
 def fill_v4(w: WeightWriter, backbone, bb: V4Backbone) -> None:
@@ -385,6 +394,7 @@ def fill_det(w: WeightWriter, model, p: DetParse) -> None:
     conv_bn(w, h.conv_down.convolution, h.conv_down.norm, p.head[0])
     conv_bn(w, h.conv_up.convolution, h.conv_up.norm, p.head[1])
     conv_bn(w, h.conv_final, None, p.head[2])
+    note_folded(w)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -482,6 +492,7 @@ def fill_small_rec(w: WeightWriter, model, p: SmallRecParse) -> None:
         w.linear(blk.mlp.fc2, fc2)
     w.layer_norm(enc.norm, p.norm)
     w.linear(model.head.head, p.head)
+    note_folded(w)
 
 
 def _final_norm_eps(model) -> None:
@@ -521,6 +532,7 @@ def fill_tiny_rec(w: WeightWriter, model, p) -> None:
     conv_bn(w, h.conv2, h.norm2, c2, weight_shape=tuple(h.conv2.weight.shape))
     w.linear(h.fc1, fc1)
     w.linear(h.fc2, fc2)
+    note_folded(w)
 
 
 # ---------------------------------------------------------------------------------------------------------
