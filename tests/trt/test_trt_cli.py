@@ -155,8 +155,8 @@ def test_damaged_export_fails_verification_and_lands_failed(onnx_model, tmp_path
 
     real = plan.cast_fp16
 
-    def damaged(model):
-        out = real(model)
+    def damaged(model, **kwargs):
+        out = real(model, **kwargs)
         conv = next(n for n in out.graph.node if n.op_type == "Conv")
         w = next(i for i in out.graph.initializer if i.name == conv.input[1])
         w.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(w) * np.float16(3), w.name))
