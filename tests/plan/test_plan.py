@@ -169,3 +169,18 @@ def test_layer_units_and_flops_on_a_tiny_graph():
     fl = unit_flops(m, {"x": (1, 3, 8, 8), "m": (1, 3, 8, 8), "c1": (1, 4, 8, 8), "r1": (1, 4, 8, 8), "y": (1, 8, 8, 8)})
     assert fl == {"c1": 2.0 * 4 * 64 * 27, "c2": 2.0 * 8 * 64 * 4}
     onnx.checker.check_model(m)
+
+
+def test_cli_plan_file_and_refusals(auto_plan, det_onnx, tmp_path, cli_here):
+    plan_file = auto_plan.artifact.files["model"].parent / "precision-plan.json"
+    res = cli_here("trt-build", det_onnx, "--export-only", tmp_path / "cli", "--fp16", "--plan", plan_file,
+                   "--no-verify", "--json", check=0)
+    out = json.loads(res.stdout)   # results on stdout: one JSON document
+    assert out["artifact"].endswith("cli/model.fp16.onnx")
+    man = json.loads((tmp_path / "cli" / "precision-plan.json").read_text())
+    assert man["origin"] == "file" and man["keep_fp32"] == auto_plan.manifest["precision_plan"]["keep_fp32"]
+    res = cli_here("trt-build", det_onnx, "--export-only", tmp_path / "x", "--plan", "auto")
+    assert res.code == 2 and "fp16 or int8" in res.stderr and not res.stdout.strip()
+    res = cli_here("trt-build", det_onnx, "--export-only", tmp_path / "x", "--fp16", "--plan", plan_file,
+                   "--plan-max-evals", "4")
+    assert res.code == 2 and "only apply with --plan auto" in res.stderr
