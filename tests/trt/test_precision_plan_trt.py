@@ -66,3 +66,15 @@ def test_trt11_refuses_per_layer_precision(fake_trt11, onnx_model, tmp_path):
         network.get_layer(0).precision = trt.float32
     with pytest.raises(RuntimeError):
         keep_layers_fp32(trt, network, builder.create_builder_config(), [network.get_layer(0).name])
+
+
+def test_auto_plan_on_the_engine_route(fake_trt, onnx_model, tmp_path):
+    """trt-build --plan auto: the search runs before the build (against the input, the ORIGINAL here), the engine
+    records the plan, and the spine verifies it at the plan's gate."""
+    engine = tmp_path / "cls.fp16.engine"
+    result = convert(onnx_model(CLS), engine, target="tensorrt", route="trt-build",
+                     options={"precision": "fp16", "shapes": CLS_SHAPES, "plan": "auto", "plan_max_evals": 4})
+    assert result.report.passed, result.report.summary_line()
+    plan = json.loads((tmp_path / f"{engine.name}.ocrconvert.json").read_text())["precision_plan"]
+    assert plan["origin"] == "auto" and plan["passed"] is True and 1 <= plan["search"]["evaluations"] <= 4
+    assert plan["search"]["gate"]["against_format"] == "onnx" and plan["search"]["gate"]["cases"]
