@@ -184,3 +184,16 @@ def test_cli_plan_file_and_refusals(auto_plan, det_onnx, tmp_path, cli_here):
     res = cli_here("trt-build", det_onnx, "--export-only", tmp_path / "x", "--fp16", "--plan", plan_file,
                    "--plan-max-evals", "4")
     assert res.code == 2 and "only apply with --plan auto" in res.stderr
+
+
+def test_a_gate_no_plan_can_pass_is_a_clear_failed_report(det_onnx, tmp_path):
+    """IoU 1.0 against Paddle: even every layer in fp32 misses it (ONNX Runtime vs Paddle: 0.9999). The search stops
+    after two candidates and says so; the build is verified at that gate and lands FAILED, not a crash."""
+    result = convert(det_onnx, tmp_path / "impossible", target="tensorrt-plan",
+                     options={"precision": "fp16", "plan": "auto", "plan_min_metric": 1.0})
+    plan = result.manifest["precision_plan"]
+    search = plan["search"]
+    assert plan["passed"] is False and plan["fp32_flop_share"] == 1.0
+    assert search["failure"] == "the gate fails even with every layer in fp32" and search["evaluations"] == 2
+    assert len(search["kept_units"]) == search["units"]
+    assert not result.passed and result.manifest["status"] == "failed-verification"
