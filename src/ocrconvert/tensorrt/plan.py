@@ -7,6 +7,8 @@ derives the profiles; ``trtexec_command`` spells the equivalent build for any Te
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -48,7 +50,7 @@ class PreparedModel:
 
 
 def write_reduced(model, precision: Precision, out: Path, *, keep_fp32=(), calibration: CalibrationSet | None = None,
-                  calib_method: str = "percentile") -> str:
+                  calib_method: str = "percentile", ranges_cache: Path | None = None) -> str:
     """Write the FP16-cast or Q/DQ ONNX of ``model`` (nodes named) to ``out``, ``keep_fp32`` nodes left fp32;
     returns what made it. The one writer of reduced-precision ONNX: the build and every ``--plan auto`` candidate."""
     import onnx
@@ -60,7 +62,7 @@ def write_reduced(model, precision: Precision, out: Path, *, keep_fp32=(), calib
         return ("onnxconverter-common float16 (keep_io_types, fp32 ops: " + ", ".join(FP16_KEEP_FP32_OPS)
                 + "; fp32 control flow with its bodies: " + ", ".join(FP16_FP32_CONTROL_FLOW) + kept + ")")
     if precision is Precision.INT8:
-        quantize_qdq(model, calibration, out, method=calib_method, keep_fp32_nodes=keep)
+        quantize_qdq(model, calibration, out, method=calib_method, keep_fp32_nodes=keep, ranges_cache=ranges_cache)
         return (f"onnxruntime.quantization QDQ, symmetric int8, per-channel weights, {calib_method} "
                 f"calibration, ops {'/'.join(INT8_QUANTIZED_OPS)}{kept}")
     raise ValueError(f"no reduced precision {precision}")
@@ -85,7 +87,6 @@ def prepare(load_model: Callable[[], object], info: ModelInfo, dest_dir: Path, o
     cast or Q/DQ ONNX. ``plan`` keeps its nodes fp32 (checked against this model); ``search`` finds the plan
     once the model is loaded (``--plan auto``); the TRT 10 builder (fp32 ONNX) applies the plan per layer.
     """
-    import onnx
 
     precision = Precision.parse(precision or options.precision)
     family = resolve_family(info, options.family)
@@ -95,13 +96,27 @@ def prepare(load_model: Callable[[], object], info: ModelInfo, dest_dir: Path, o
         calibration = calibration_batches(options.calib_images, family, profiles, limit=options.calib_limit)
     model = name_nodes(load_model())
     dest_dir.mkdir(parents=True, exist_ok=True)
-    out = dest_dir / f"model.{precision.value}.onnx"
     reduced = Precision.parse(options.precision)  # what the plan is for (TRT 10 prepares fp32 and applies it)
-    if search is not None:
-        say(f"searching the precision plan ({reduced.value}, at most {options.plan_max_evals} candidates)")
-        plan = search(model, family, calibration,
-                      lambda keep, path: write_reduced(model, reduced, path, keep_fp32=keep, calibration=calibration,
-                                                       calib_method=options.calib_method))
+    # INT8: the search's candidates and the build share one calibration (the ranges, computed once)
+    ranges = Path(tempfile.mkdtemp(prefix="ocrconvert-ranges-")) / "ranges.json" if search is not None else None
+    try:
+        if search is not None:
+            say(f"searching the precision plan ({reduced.value}, at most {options.plan_max_evals} candidates)")
+            plan = search(model, family, calibration,
+                          lambda keep, path: write_reduced(model, reduced, path, keep_fp32=keep, calibration=calibration,
+                                                           calib_method=options.calib_method, ranges_cache=ranges))
+        return _write_prepared(model, info, dest_dir, options, precision, reduced, family, profiles, calibration, plan,
+                               ranges, say)
+    finally:
+        if ranges is not None:
+            shutil.rmtree(ranges.parent, ignore_errors=True)
+
+
+def _write_prepared(model, info, dest_dir, options, precision, reduced, family, profiles, calibration, plan, ranges,
+                    say) -> PreparedModel:
+    import onnx
+
+    out = dest_dir / f"model.{precision.value}.onnx"
     gate = None
     if plan is not None:
         plan.check_for(reduced.value, ONNX_NODES, {n.name for n in model.graph.node})
@@ -111,7 +126,7 @@ def prepare(load_model: Callable[[], object], info: ModelInfo, dest_dir: Path, o
         say("casting to FP16 (onnxconverter-common)" if precision is Precision.FP16
             else f"inserting INT8 Q/DQ from {calibration.images} calibration images")
         tool = write_reduced(model, precision, out, keep_fp32=keep, calibration=calibration,
-                             calib_method=options.calib_method)
+                             calib_method=options.calib_method, ranges_cache=ranges)
     else:
         onnx.save(model, str(out))
         tool = "onnxslim"

@@ -225,10 +225,13 @@ class _BatchReader:
         self._it = iter(self._calib.batches)
 
 
-def quantize_qdq(model, calib: CalibrationSet, out_path: Path, *, method: str = "percentile", keep_fp32_nodes=()):
+def quantize_qdq(model, calib: CalibrationSet, out_path: Path, *, method: str = "percentile", keep_fp32_nodes=(),
+                 ranges_cache: Path | None = None):
     """INT8 Q/DQ ONNX for TensorRT's explicit quantization: symmetric int8 activations and per-channel
     symmetric int8 weights on Conv/ConvTranspose/MatMul/Gemm, bias left in float (TensorRT fuses it).
-    ``keep_fp32_nodes``: a precision plan's node names, left without Q/DQ (fp32 in TensorRT's typed network)."""
+    ``keep_fp32_nodes``: a precision plan's node names, left without Q/DQ (fp32 in TensorRT's typed network).
+    ``ranges_cache``: a file for the calibrated activation ranges, written by the first call and read by the next
+    (a plan search calibrates once; ONNX Runtime >= 1.24's ``calibration_cache_path``, else recalibrated)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -238,6 +241,11 @@ def quantize_qdq(model, calib: CalibrationSet, out_path: Path, *, method: str = 
                "entropy": CalibrationMethod.Entropy}
     if method not in methods:
         raise UsageError(f"unknown calibration method {method!r}", hint=f"One of: {', '.join(methods)}")
+    import inspect
+
+    cache = {}
+    if ranges_cache is not None and "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+        cache = {"calibration_cache_path": str(ranges_cache)}
     m = name_nodes(copy.deepcopy(model))
     if opset(m) < 13:  # per-channel DequantizeLinear (axis) needs opset 13
         from onnx import version_converter
@@ -254,7 +262,7 @@ def quantize_qdq(model, calib: CalibrationSet, out_path: Path, *, method: str = 
                                 calibrate_method=methods[method],
                                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
                                                "QuantizeBias": False},
-                                nodes_to_exclude=list(keep_fp32_nodes) or None)
+                                nodes_to_exclude=list(keep_fp32_nodes) or None, **cache)
         except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises untyped errors
             raise ConversionError(f"INT8 Q/DQ quantization failed: {type(exc).__name__}: {exc}") from None
     q = onnx.load(str(out_path))
