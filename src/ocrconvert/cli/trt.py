@@ -32,7 +32,8 @@ def _summary(result, export_only: bool) -> str:
     plan = result.manifest.get("precision_plan")
     if plan is not None:
         search = plan.get("search") or {}
-        lines.append(f"  precision plan ({plan['origin']}): {len(search.get('kept_units') or plan['keep_fp32'])} layer(s) "
+        kept = len(search.get("kept_units") or plan["keep_fp32"])
+        lines.append(f"  precision plan ({plan['origin']}): {kept} layer(s) "
                      f"kept fp32, {plan['fp32_flop_share'] if plan['fp32_flop_share'] is not None else '?'} of the "
                      f"FLOPs; {search.get('evaluations', 0)} candidate(s) judged"
                      + ("" if plan.get("passed") is not False else f"; the gate FAILED: {search.get('failure', '')}"))

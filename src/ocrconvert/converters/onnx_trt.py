@@ -400,7 +400,7 @@ class OnnxToTensorRT(Converter):
             calibration=_calibration_record(prepared, facts),
             workspace_bytes=options.workspace_bytes, timing_cache=facts["timing_cache"], engine_bytes=len(plan),
             build_seconds=facts["build_seconds"])
-        if prepared.plan is not None:  # how the plan reached the network: casts (TRT 11) or per-layer precision (TRT 10)
+        if prepared.plan is not None:  # how the plan reached the network: casts (TRT 11) or per-layer fp32 (TRT 10)
             engine["precision_plan"] = facts["layer_plan"] or {"how": "casts in the strongly typed ONNX"}
         metadata = source_metadata(source)
         # provisional sidecar: the runner reads the model's metadata from it while the spine verifies the engine

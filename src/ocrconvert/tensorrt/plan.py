@@ -102,9 +102,11 @@ def prepare(load_model: Callable[[], object], info: ModelInfo, dest_dir: Path, o
     try:
         if search is not None:
             say(f"searching the precision plan ({reduced.value}, at most {options.plan_max_evals} candidates)")
-            plan = search(model, family, calibration,
-                          lambda keep, path: write_reduced(model, reduced, path, keep_fp32=keep, calibration=calibration,
-                                                           calib_method=options.calib_method, ranges_cache=ranges))
+            def write(keep, path):
+                return write_reduced(model, reduced, path, keep_fp32=keep, calibration=calibration,
+                                     calib_method=options.calib_method, ranges_cache=ranges)
+
+            plan = search(model, family, calibration, write)
         return _write_prepared(model, info, dest_dir, options, precision, reduced, family, profiles, calibration, plan,
                                ranges, say)
     finally:
