@@ -94,10 +94,13 @@ def test_int8_qdq_rec_is_measured_honestly(onnx_model, calib_lines, tmp_path):
                                     "shapes": ["x:1x3x48x16:8x3x48x320:16x3x48x640"]})
     prepared = prepare_source(detect(onnx_model("ppocrv4-rec-onnx")), tmp_path, opts)
     report = _verify_int8(onnx_model("ppocrv4-rec-onnx"), prepared.onnx_path)
-    assert not report.passed and len(report.cases) == 2
+    # the random cases are the family's loose INT8 gates (numbers only); the text lines are judged by the task
+    judged = [c for c in report.cases if not c.gate]
+    assert all(c.gate and c.kind == "random" for c in report.cases if c not in judged)
+    assert not report.passed and len(judged) == 2, report.summary_line()
     # measured: exact match 0.5 on the seeded text lines and on the rendered lines; most differences are a
     # leading/trailing space, one is a character ("Paddle0CR" read by the source, "PaddleOCR" by INT8)
-    for case in report.cases:
+    for case in judged:
         src, tgt = case.task.detail["source_text"], case.task.detail["target_text"]
         assert case.task.value < 1.0 and len(src) == len(tgt)
         assert sum(s.strip() == t.strip() for s, t in zip(src, tgt)) >= len(src) - 1
