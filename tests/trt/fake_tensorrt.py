@@ -169,7 +169,7 @@ def make(major: int) -> types.ModuleType:
     DataType = _enum("DataType", _DATATYPE)
     TensorIOMode = _enum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
     MemoryPoolType = _enum("MemoryPoolType", {"WORKSPACE": 0})
-    BuilderFlag = _enum("BuilderFlag", {"FP16": 0, "INT8": 1, "TF32": 6, "OBEY_PRECISION_CONSTRAINTS": 11}
+    BuilderFlag = _enum("BuilderFlag", {"FP16": 0, "INT8": 1, "TF32": 6, "OBEY_PRECISION_CONSTRAINTS": 9}
                         if v10 else {"TF32": 6})
     NetworkDefinitionCreationFlag = _enum("NetworkDefinitionCreationFlag",
                                           {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1} if v10 else {"STRONGLY_TYPED": 0})
