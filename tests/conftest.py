@@ -123,3 +123,13 @@ def leftovers(folder: Path) -> list[str]:
 def zoo_model(zoo):
     """Alias of ``zoo`` used by the CLI-driven suites: a real model folder, never a skip."""
     return zoo
+
+
+@pytest.fixture(scope="session")
+def damage():
+    """``tests/verification/_damage.py``: small damages of real models that every verdict must catch."""
+    path = Path(__file__).resolve().parent / "verification" / "_damage.py"
+    spec = importlib.util.spec_from_file_location("ocx_test_damage", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -146,20 +146,30 @@ def _ir_guard(legacy: bool):
     return paddle.pir_utils.OldIrGuard() if legacy else paddle.pir_utils.IrGuard()
 
 
-def _legacy_values(prog, side_slots) -> list:
-    blk = prog.global_block()
-    derived, values = set(), []
+def _ops_from_input(blk):
+    """The legacy block's ops computed from the fed input, in program order (feed, fetch and ops that read only
+    parameters or constants left out)."""
+    derived = set()
     for op in blk.ops:
         if op.type == "feed":
             derived.update(op.output_arg_names)
             continue
         if op.type == "fetch" or not derived.intersection(op.input_arg_names):
             continue
+        derived.update(op.output_arg_names)
+        yield op
+
+
+def _legacy_values(prog, side_slots) -> list:
+    blk = prog.global_block()
+    values = []
+    for op in _ops_from_input(blk):
         for slot in op.output_names:
+            if slot in side_slots:
+                continue
             for name in op.output(slot):
-                derived.add(name)
                 var = blk._find_var_recursive(name)
-                if slot not in side_slots and var is not None and not var.persistable:
+                if var is not None and not var.persistable:
                     values.append((name, op.type, name))
     return values
 
@@ -178,15 +188,8 @@ def _same_op(legacy: str, pir: str) -> bool:
 
 def _legacy_main_outputs(prog, side_slots) -> list[tuple[str, str]]:
     """(first output, op type) of each legacy op computed from the input, in program order."""
-    blk = prog.global_block()
-    derived, out = set(), []
-    for op in blk.ops:
-        if op.type == "feed":
-            derived.update(op.output_arg_names)
-            continue
-        if op.type == "fetch" or not derived.intersection(op.input_arg_names):
-            continue
-        derived.update(op.output_arg_names)
+    out = []
+    for op in _ops_from_input(prog.global_block()):
         main = next((n for slot in op.output_names if slot not in side_slots for n in op.output(slot)), None)
         if main is not None:
             out.append((main, op.type))

@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UsageError
+from ..ocr.pages import cer  # one CER for rendered known text and for pipeline parity
 
 log = logging.getLogger(__name__)
 
@@ -234,21 +235,6 @@ class PipelineParityReport:
 
 
 # ---- comparison --------------------------------------------------------------------------------------
-def cer(a: str, b: str) -> float:
-    """Character error rate of ``b`` against ``a``: Levenshtein distance / len(a) (1.0 for a lost line)."""
-    if a == b:
-        return 0.0
-    if not a:
-        return 1.0
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1] / len(a)
-
-
 def corner_shift(a, b) -> float:
     """The largest corner distance between two quads, over the cyclic orders of ``b``'s corners (a quad of a
     near-square box may start at another corner)."""
