@@ -50,8 +50,8 @@ models:
     ("{set: x/, family: det-db, targets: [onnx]}", "cannot be set on a set job"),
     ("{set: x/, dict: k.txt, targets: [onnx]}", "cannot be set on a set job"),
     ("{set: [1], targets: [onnx]}", "set must be a path or a mapping"),
-    ("{set: {det: ppocrv4-det, rec: ppocrv4-rec}, name: s, targets: [torch-native], options: {opset: 13}}",
-     "cannot be honoured"),
+    ("{set: {det: ppocrv4-det, rec: ppocrv4-rec}, name: s, targets: [torch-native], options: {workspace_gib: 2}}",
+     "cannot be honoured"),  # a TensorRT-only option: no route to torch-native takes it
 ])
 def test_set_entry_errors(tmp_path, entry, fragment):
     with pytest.raises(UsageError) as e:
