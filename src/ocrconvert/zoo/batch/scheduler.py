@@ -37,6 +37,8 @@ STATE_DIR = ".ocrconvert-batch"
 LOCK_FILE = "batch.lock"
 DIGESTS_FILE = "digests.json"
 EventHandler = Callable[[str, JobRecord], None]
+# runs the pending jobs and records each (``record_outcome``); ``_run`` (local workers) or ``ray_executor``
+Executor = Callable[["RunContext", "list[tuple[JobSpec, object]]", "dict[str, JobRecord]"], None]
 
 
 @dataclass(frozen=True)
@@ -64,11 +66,12 @@ class RunContext:
 
 def run_batch(config: BatchConfig, *, jobs: int = 1, resume: bool = False, timeout: float | None = None,
               seed: int | None = None, report_dir: Path | None = None,
-              on_event: EventHandler | None = None) -> BatchResult:
+              on_event: EventHandler | None = None, executor: Executor | None = None) -> BatchResult:
     """Run every job of ``config``; write ``report.json``, ``junit.xml``, ``summary.md``; return the result.
 
     ``timeout`` and ``seed`` override every job's. ``on_event(kind, record)`` is called with ``start``,
     ``done`` (after a run) or ``skip`` (resumed: recorded before, or finished by a killed run).
+    ``executor`` runs the jobs to run (default: local worker processes, ``parallel`` at once).
     """
     parallel = max(1, int(jobs))
     report_dir = Path(report_dir).resolve() if report_dir else config.report_dir
@@ -91,7 +94,7 @@ def run_batch(config: BatchConfig, *, jobs: int = 1, resume: bool = False, timeo
         records = {j.id: JobRecord(j.id, j.model, j.target, options=j.options, seed=j.seed, reason=j.reason,
                                    expected=asdict(j.expect) if j.expect else None, kind=j.kind) for j in specs}
         ran = _to_run(ctx, specs, records)
-        _run(ctx, ran, records)
+        (executor or _run)(ctx, ran, records)
         _remember_digests(ctx, [job for job, _ in ran if records[job.id].ok])
         result = BatchResult(config.path, config.output, report_dir, [records[j.id] for j in specs],
                              time.monotonic() - t_start, started, ctx.versions)
@@ -359,7 +362,8 @@ def _run(ctx: RunContext, pending: list[tuple[JobSpec, object]], records: dict[s
             _sweep_slot(r.job)
 
 
-def _start(ctx: RunContext, job: JobSpec, rec: JobRecord, src) -> _Running:
+def write_intent(ctx: RunContext, job: JobSpec, rec: JobRecord, src) -> Path:
+    """The job's worker spec, written as its intent before any worker starts; the job's log path set."""
     ctx.state(job).unlink(missing_ok=True)  # the old verdict no longer holds
     ctx.result(job).unlink(missing_ok=True)
     source = {"source": str(src)} if job.kind != "set" else {
@@ -374,8 +378,13 @@ def _start(ctx: RunContext, job: JobSpec, rec: JobRecord, src) -> _Running:
             "images": job.images, "parent_pid": os.getpid()}
     intent = ctx.intent(job)
     write_text(intent, json.dumps(spec))
-    log_path = ctx.logs_dir / f"{job.id}.log"
-    rec.log = str(log_path)
+    rec.log = str(ctx.logs_dir / f"{job.id}.log")
+    return intent
+
+
+def _start(ctx: RunContext, job: JobSpec, rec: JobRecord, src) -> _Running:
+    intent = write_intent(ctx, job, rec, src)
+    log_path = Path(rec.log)
     log_file = open(log_path, "w", encoding="utf-8")
     log_file.write(f"# ocrconvert batch job {job.id}: {job.model} -> {job.target}\n")
     log_file.flush()
@@ -391,25 +400,31 @@ def _start(ctx: RunContext, job: JobSpec, rec: JobRecord, src) -> _Running:
 
 def _collect(ctx: RunContext, r: _Running) -> None:
     r.log_file.close()
-    job, code = r.job, r.proc.returncode
-    if r.timed_out:
+    record_outcome(ctx, r.job, r.record, r.proc.returncode, r.timed_out, time.monotonic() - r.t0)
+
+
+def record_outcome(ctx: RunContext, job: JobSpec, rec: JobRecord, code: int, timed_out: bool, seconds: float,
+                   crash: str | None = None) -> None:
+    """Record a finished worker: its result file, else a timeout or a crash (``crash``: why, if known)."""
+    if timed_out:
         result = {"exit_code": int(ExitCode.CONVERSION_FAILED), "status": "timeout",
                   "error": {"error": "Timeout", "message": f"the job ran past its timeout of {job.timeout:g} s and was killed",
                             "hint": "Raise timeout for this job in the config, or --timeout.", "exit_code": 5}}
     else:
         result = _read_json(ctx.result(job))
         if result is None:
-            why = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with {code} without a result"
+            why = crash or (f"killed by signal {signal.Signals(-code).name}" if code < 0
+                            else f"exited with {code} without a result")
             result = {"exit_code": int(ExitCode.CONVERSION_FAILED), "status": "crashed",
                       "error": {"error": "Crash", "message": f"the job process crashed: {why}",
-                                "hint": f"See the job log {r.record.log}.", "exit_code": 5}}
-    _finish(r.record, job, result, time.monotonic() - r.t0)
+                                "hint": f"See the job log {rec.log}.", "exit_code": 5}}
+    _finish(rec, job, result, seconds)
     died = result.get("status") in ("timeout", "crashed")
     if died:
         _sweep_slot(job)  # a killed worker never ran its own cleanup
     killpoints.in_batch(ctx.kill, "collected", job.id)
-    if r.record.ok:
-        write_text(ctx.state(job), json.dumps(r.record.to_dict(), indent=2))
+    if rec.ok:
+        write_text(ctx.state(job), json.dumps(rec.to_dict(), indent=2))
     ctx.result(job).unlink(missing_ok=True)
     if not died:  # a worker that died after its commit stays adoptable by --resume
         ctx.intent(job).unlink(missing_ok=True)
@@ -438,4 +453,4 @@ def _finish(rec: JobRecord, job: JobSpec, result: dict, seconds: float) -> None:
         rec.status, rec.ok = "xfail", True
 
 
-__all__ = ["run_batch", "RunContext", "STATE_DIR"]
+__all__ = ["run_batch", "RunContext", "STATE_DIR", "Executor", "write_intent", "record_outcome"]
