@@ -1,4 +1,7 @@
-"""``ocrconvert batch CONFIG.yaml``: many models × targets, each job isolated; parse → run → render."""
+"""``ocrconvert batch CONFIG.yaml``: many models × targets, each job isolated; parse → run → render.
+
+``batch CONFIG`` is ``batch run CONFIG`` (optionally one CI shard, ``--shard K/N``); ``batch merge`` merges the
+shards' reports."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -6,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from .options import DebugOpt, JsonOpt
 from .render import emit_json, err, out
@@ -64,8 +68,22 @@ def _render(result) -> None:
     out.print(f"[bold green]{line}[/]" if result.passed else f"[bold red]{line}[/]", highlight=False)
 
 
+class _RunByDefault(TyperGroup):
+    """``batch CONFIG ...`` means ``batch run CONFIG ...``; a first word naming a sub-command picks it."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("batch")
+    batch_app = typer.Typer(cls=_RunByDefault, no_args_is_help=True, help=(
+        "Convert and verify every model × target of a config (`batch CONFIG` = `batch run CONFIG`), optionally as "
+        "one CI shard (--shard K/N); `batch merge` joins the shards' reports. See docs/ci-shards.md."))
+    app.add_typer(batch_app, name="batch")
+
+    @batch_app.command("run")
     def batch(config: Annotated[Path, typer.Argument(help="Batch config (YAML), e.g. configs/zoo/ppocr.yaml.")],
               jobs: Annotated[int, typer.Option("-j", "--jobs", min=1, max=64, help="Jobs run in parallel.")] = 1,
               resume: Annotated[bool, typer.Option("--resume", help="Skip jobs whose source, options and tool "
@@ -77,6 +95,12 @@ def register(app: typer.Typer) -> None:
                                                                "(overrides the config).")] = None,
               seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Seed of the random verification "
                                                           "inputs of every job (overrides the config).")] = None,
+              shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", help="Run only shard K of N: a "
+                                                           "deterministic split balanced by expected cost "
+                                                           "(merge the reports with `batch merge`).")] = None,
+              timings: Annotated[Optional[Path], typer.Option("--timings", help="With --shard: balance by the job "
+                                                              "seconds of a previous report (folder or report.json) "
+                                                              "instead of the cost table.")] = None,
               json: JsonOpt = False, debug: DebugOpt = False) -> int:
         """Convert and verify every model × target of a config; each job in its own process.
 
@@ -85,10 +109,39 @@ def register(app: typer.Typer) -> None:
         """
         from ..zoo.batch import load_config, run_batch
 
+        from ..zoo.batch.shards import parse_shard, shard_config
+
+        if timings is not None and shard is None:
+            from ..errors import UsageError
+
+            raise UsageError("--timings only balances shards", hint="Add --shard K/N, or drop --timings.")
+        part = parse_shard(shard) if shard is not None else None  # a bad K/N is refused before the config is read
         cfg = load_config(config)
+        if part is not None:
+            cfg, _ = shard_config(cfg, part, timings, {"seed": seed, "timeout": timeout})
         with _progress(not json, len(cfg.jobs)) as on_event:
             result = run_batch(cfg, jobs=jobs, resume=resume, timeout=timeout, seed=seed, report_dir=report_dir,
                                on_event=on_event)
+        if json:
+            emit_json(result.to_dict())
+        else:
+            _render(result)
+        return result.exit_code
+
+    @batch_app.command("merge")
+    def merge(reports: Annotated[list[Path], typer.Argument(help="The report folders (or report.json files) of "
+                                                             "every shard of one run.")],
+              output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the merged report.json, "
+                                                   "junit.xml and summary.md.")],
+              json: JsonOpt = False, debug: DebugOpt = False) -> int:
+        """Merge the reports of a sharded batch into one, as an unsharded run would have written it.
+
+        Exit: as the unsharded run (0 all passed or failed as expected, 6 a job failed parity, 5 any other job
+        failure); 2 when the reports are not every shard of one run of one config (nothing is written).
+        """
+        from ..zoo.batch.merge import merge_reports
+
+        result = merge_reports(reports, output)
         if json:
             emit_json(result.to_dict())
         else:

@@ -98,6 +98,7 @@ class BatchConfig:
     output: Path
     report_dir: Path
     jobs: list[JobSpec]
+    shard: dict | None = None  # a CI shard's part of the config (shards.shard_config): recorded in its report
 
 
 # ------------------------------------------------------------------------------------ key checks

@@ -59,6 +59,8 @@ class BatchResult:
     seconds: float
     started: str
     versions: dict = field(default_factory=dict)
+    shard: dict | None = None         # a CI shard's run: which part of which config (zoo/batch/shards.py)
+    merged_from: list | None = None   # a merged report: the shard reports it was made of (zoo/batch/merge.py)
 
     @property
     def exit_code(self) -> int:
@@ -83,7 +85,9 @@ class BatchResult:
         return {"schema_version": REPORT_SCHEMA_VERSION, "config": str(self.config), "output": str(self.output),
                 "started": self.started, "seconds": round(self.seconds, 3), "exit_code": self.exit_code,
                 "passed": self.passed, "counts": self.counts(), "versions": self.versions,
-                "jobs": [r.to_dict() for r in self.records]}
+                "jobs": [r.to_dict() for r in self.records],
+                **({"shard": self.shard} if self.shard else {}),
+                **({"merged_from": self.merged_from} if self.merged_from else {})}
 
 
 def temp_name(path: Path) -> Path:
@@ -153,6 +157,8 @@ def summary_md(result: BatchResult) -> str:
     counts = ", ".join(f"{v} {k}" for k, v in sorted(result.counts().items()))
     lines = [f"# ocrconvert batch: {verdict}", "",
              f"Config `{result.config}`, started {result.started}, {result.seconds:.1f} s, {counts}.", "",
+             *([f"Shard {result.shard['index']}/{result.shard['count']} of the config.", ""] if result.shard else []),
+             *([f"Merged from {len(result.merged_from)} shards.", ""] if result.merged_from else []),
              "| model | target | status | exit | max abs | seconds | detail |",
              "|---|---|---|---:|---:|---:|---|"]
     for r in result.records:

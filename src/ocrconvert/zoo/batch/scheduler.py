@@ -97,7 +97,7 @@ def run_batch(config: BatchConfig, *, jobs: int = 1, resume: bool = False, timeo
         (executor or _run)(ctx, ran, records)
         _remember_digests(ctx, [job for job, _ in ran if records[job.id].ok])
         result = BatchResult(config.path, config.output, report_dir, [records[j.id] for j in specs],
-                             time.monotonic() - t_start, started, ctx.versions)
+                             time.monotonic() - t_start, started, ctx.versions, shard=config.shard)
         write_reports(result)
     return result
 
