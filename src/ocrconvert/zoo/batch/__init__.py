@@ -6,7 +6,8 @@ pair is a job. ``scheduler.run_batch`` runs each job in its own worker process (
 through ``pipeline.convert``), in its own process group, so a crash, a segfault or a hang in one
 model cannot stop the others. ``fingerprint`` decides what ``--resume`` may skip; ``reports`` writes
 ``report.json``, ``junit.xml`` and ``summary.md``; ``killpoints`` are the deterministic SIGKILL
-points the resume tests use.
+points the resume tests use. ``shards`` splits a config into CI shards (``--shard K/N``) and ``merge`` joins
+their reports into the unsharded run's (docs/ci-shards.md).
 
 Exit code of a batch (``BatchResult.exit_code``):
   0  every job passed, was resumed, or failed exactly as its config ``expect``\\ s;
