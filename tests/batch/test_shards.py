@@ -330,3 +330,44 @@ def test_cli_refusals_are_exit_2_without_traceback(cheap_runs, cli_here, tmp_pat
     assert res.code == 5 and [j["id"] for j in doc["jobs"]] == ["b.torch", "d.torch-native"]
     assert doc["shard"]["overrides"] == {"seed": 4, "timeout": None} and doc["shard"]["index"] == 2
     assert doc["output"] == str(tmp_path / "out")
+
+
+def test_more_shards_than_units_some_empty_still_merge_to_the_unsharded_run(cheap_runs, tmp_path):
+    """7 shards of 5 units: two run nothing and pass; all seven merge into the unsharded report."""
+    import yaml
+
+    from ocrconvert.zoo.batch import run_batch
+
+    (tmp_path / "b.yaml").write_text(CHEAP)
+    full = parse_config(yaml.safe_load(CHEAP), tmp_path / "b.yaml", base=tmp_path)
+    dirs, codes = [], []
+    for k in range(1, 8):
+        cfg, _ = shard_config(full, Shard(k, 7), overrides={"seed": None, "timeout": None})
+        codes.append(run_batch(cfg, report_dir=tmp_path / f"r{k}").exit_code)
+        dirs.append(tmp_path / f"r{k}")
+    jobs = [[j["id"] for j in json.loads((d / "report.json").read_text())["jobs"]] for d in dirs]
+    # costs 30, 30, 14, 14, 14: one unit each on shards 1-5, the last two empty (and passing)
+    assert jobs == [["a.torch-native"], ["d.torch-native"], ["a.torch"], ["b.torch"], ["c.torch"], [], []]
+    assert codes == [0, 5, 5, 5, 0, 0, 0]
+    merged = merge_reports(list(reversed(dirs)), tmp_path / "merged")  # any order
+    ref_dir, _ = cheap_runs["all"]
+    assert _normal_report(merged.to_dict(), tmp_path) == _normal_report(_report(ref_dir), ref_dir)
+
+
+def test_ci_example_in_the_docs_is_a_complete_matrix():
+    """docs/ci-shards.md's workflow: valid YAML, its matrix shards cover the zoo config once, merge runs last."""
+    import yaml
+
+    text = (REPO / "docs" / "ci-shards.md").read_text()
+    flow = yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
+    convert, merge = flow["jobs"]["convert"], flow["jobs"]["merge"]
+    shards = convert["strategy"]["matrix"]["shard"]
+    run = next(s["run"] for s in convert["steps"] if "--shard" in s.get("run", ""))
+    n = int(re.search(r"--shard \$\{\{ matrix.shard \}\}/(\d+)", run).group(1))
+    assert shards == list(range(1, n + 1)) and convert["strategy"]["fail-fast"] is False
+    config = re.search(r"batch (\S+\.yaml)", run).group(1)
+    cfg = load_config(REPO / config)
+    parts = [shard_config(cfg, parse_shard(f"{k}/{n}"))[1]["jobs"] for k in shards]
+    assert sorted(j for p in parts for j in p) == sorted(j.id for j in cfg.jobs) and all(parts)
+    assert merge["needs"] == "convert" and merge["if"] == "always()"
+    assert any("ocrconvert batch merge reports/report-* -o merged" in s.get("run", "") for s in merge["steps"])
