@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from functools import cached_property
 
 import numpy as np
@@ -12,6 +13,16 @@ from ..families.base import ModelInfo, TensorSpec
 from ..formats import Artifact
 
 log = logging.getLogger(__name__)
+
+
+def default_threads() -> int:
+    """Intra-op threads of a runtime: ``OMP_NUM_THREADS`` when set (the batch shares the cores out among its
+    workers this way; more threads than cores thrash), else up to 4."""
+    try:
+        n = int(os.environ.get("OMP_NUM_THREADS") or 0)
+    except ValueError:
+        n = 0
+    return n if n > 0 else min(4, os.cpu_count() or 1)
 
 
 class Runner:

@@ -5,7 +5,7 @@ from functools import cached_property
 
 from ..errors import ConversionError, CorruptModelError, UnsupportedModelError
 from ..onnx_io import graph_inputs, graph_outputs, load_onnx, metadata
-from .base import Runner
+from .base import Runner, default_threads
 
 
 class OnnxRuntimeRunner(Runner):
@@ -14,7 +14,7 @@ class OnnxRuntimeRunner(Runner):
     def __init__(self, artifact, providers: list[str] | None = None, threads: int | None = None):
         super().__init__(artifact)
         self.providers = providers or ["CPUExecutionProvider"]
-        self.threads = threads or min(4, os.cpu_count() or 1)
+        self.threads = threads or default_threads()
 
     @cached_property
     def model(self):

@@ -9,7 +9,7 @@ import numpy as np
 from .._compat import require
 from ..errors import ConversionError, CorruptModelError
 from ..paddle_program import read_program
-from .base import Runner
+from .base import Runner, default_threads
 
 class PaddleRunner(Runner):
     """Paddle Inference on CPU, IR passes and oneDNN off so results are the program's own."""
@@ -18,7 +18,7 @@ class PaddleRunner(Runner):
 
     def __init__(self, artifact, threads: int | None = None):
         super().__init__(artifact)
-        self.threads = threads or min(4, os.cpu_count() or 1)
+        self.threads = threads or default_threads()
 
     @cached_property
     def program(self):

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
 from functools import cached_property
 
 import numpy as np
@@ -9,12 +8,12 @@ import numpy as np
 from .._compat import require
 from ..errors import ConversionError
 from ..families.base import TensorSpec
-from .base import Runner
+from .base import Runner, default_threads
 
 
 def _torch():
     torch = require("torch", "running PyTorch models")
-    torch.set_num_threads(min(4, os.cpu_count() or 1))
+    torch.set_num_threads(default_threads())
     return torch
 
 

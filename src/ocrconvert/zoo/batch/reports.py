@@ -42,6 +42,7 @@ class JobRecord:
     kind: str = "model"        # model | set
     stages: dict | None = None  # a set job: each stage's verdict
     pipeline: str | None = None  # a set job: the end-to-end pipeline verdict
+    timings: dict | None = None  # seconds: job (in its worker), convert (the hops), verify, worker_imports
 
     def to_dict(self) -> dict:
         d = asdict(self)

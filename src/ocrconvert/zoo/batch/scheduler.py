@@ -1,7 +1,10 @@
-"""Run a batch: each job in its own worker process, ``parallel`` at once, state for ``--resume``.
+"""Run a batch: ``parallel`` jobs at once, each in an isolated worker process, state for ``--resume``.
+
+The default executor is the local pool (``pool.py``): long-lived workers that import torch/Paddle once and
+run job after job; a worker that dies has its job recorded as crashed and is replaced.
 
 Files under ``OUTPUT/.ocrconvert-batch/`` (the state folder; one batch at a time holds its lock):
-``JOB.job.json``, the intent (the worker's job spec and fingerprint), written before a worker starts;
+``JOB.job.json``, the intent (the worker's job spec and fingerprint), written before a worker is given the job;
 ``JOB.result.json``, the worker's result; ``JOB.json``, the state record, written once a job finished
 and was recorded ok (passed, or failed exactly as expected).
 
@@ -16,8 +19,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -243,6 +244,9 @@ def _sweep_state(ctx: RunContext, jobs: list[JobSpec], report_dir: Path) -> None
     for name in REPORT_FILES:
         for p in stale_temps(report_dir / name):
             p.unlink(missing_ok=True)
+    from .pool import pool_tag
+
+    _reap(pool_tag(ctx.state_dir))  # the pool's workers, by the tag in their command line
     ids = {j.id for j in jobs}
     for intent in ctx.state_dir.glob("*.job.json"):
         _reap(intent)
@@ -310,8 +314,9 @@ def _resolve_source(job: JobSpec):
         from ..fetch import pull
 
         paths = {k: (v if k == "dict" or not is_zoo_name(v) else str(pull(v))) for k, v in job.stages}
+        # the stages' families are checked by the job's worker (reading them here imports Paddle: ~5 s a warm run)
         return from_stages(paths["det"], paths["rec"], paths.get("cls"), dictionary=paths.get("dict"),
-                           origin=SetOrigin("batch", Path(job.model)), where=f"job {job.id}")
+                           origin=SetOrigin("batch", Path(job.model)), where=f"job {job.id}", check=False)
     if is_zoo_name(job.model):
         from ..fetch import pull
 
@@ -319,47 +324,11 @@ def _resolve_source(job: JobSpec):
     return Path(job.model)
 
 
-class _Running:
-    def __init__(self, job: JobSpec, record: JobRecord, proc: subprocess.Popen, log_file):
-        self.job, self.record, self.proc, self.log_file = job, record, proc, log_file
-        self.t0 = time.monotonic()
-        self.deadline = self.t0 + job.timeout
-        self.timed_out = False
-
-    def exited(self) -> bool:
-        """The worker has exited; it stays a zombie (not reaped), so its group id cannot be reused yet."""
-        try:
-            return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-        except ChildProcessError:
-            return True
-
-
 def _run(ctx: RunContext, pending: list[tuple[JobSpec, object]], records: dict[str, JobRecord]) -> None:
-    running: list[_Running] = []
-    try:
-        while pending or running:
-            while pending and len(running) < ctx.parallel:
-                job, src = pending.pop(0)
-                running.append(_start(ctx, job, records[job.id], src))
-                ctx.emit("start", records[job.id])
-            time.sleep(0.05)
-            for r in list(running):
-                if not r.exited() and time.monotonic() > r.deadline:
-                    r.timed_out = True
-                    _kill_group(r.proc.pid)
-                if not r.exited():
-                    continue
-                _kill_group(r.proc.pid)  # children that outlived their worker
-                r.proc.wait()
-                running.remove(r)
-                _collect(ctx, r)
-                ctx.emit("done", r.record)
-    finally:
-        for r in running:  # interrupted: take the workers with us, and what they left
-            _kill_group(r.proc.pid)
-            r.proc.wait()
-            r.log_file.close()
-            _sweep_slot(r.job)
+    """The default executor: the local pool of long-lived workers (``pool.py``)."""
+    from .pool import run_pool
+
+    run_pool(ctx, pending, records)
 
 
 def write_intent(ctx: RunContext, job: JobSpec, rec: JobRecord, src) -> Path:
@@ -380,27 +349,6 @@ def write_intent(ctx: RunContext, job: JobSpec, rec: JobRecord, src) -> Path:
     write_text(intent, json.dumps(spec))
     rec.log = str(ctx.logs_dir / f"{job.id}.log")
     return intent
-
-
-def _start(ctx: RunContext, job: JobSpec, rec: JobRecord, src) -> _Running:
-    intent = write_intent(ctx, job, rec, src)
-    log_path = Path(rec.log)
-    log_file = open(log_path, "w", encoding="utf-8")
-    log_file.write(f"# ocrconvert batch job {job.id}: {job.model} -> {job.target}\n")
-    log_file.flush()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    # parallel jobs share the cores: without this each one spawns a thread per core and they thrash
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.setdefault(var, str(ctx.threads))
-    proc = subprocess.Popen([sys.executable, "-m", "ocrconvert.zoo.batch.worker", str(intent), str(ctx.result(job))],
-                            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
-    return _Running(job, rec, proc, log_file)
-
-
-def _collect(ctx: RunContext, r: _Running) -> None:
-    r.log_file.close()
-    record_outcome(ctx, r.job, r.record, r.proc.returncode, r.timed_out, time.monotonic() - r.t0)
 
 
 def record_outcome(ctx: RunContext, job: JobSpec, rec: JobRecord, code: int, timed_out: bool, seconds: float,
@@ -435,7 +383,7 @@ def _finish(rec: JobRecord, job: JobSpec, result: dict, seconds: float) -> None:
     rec.seconds = round(seconds, 3)
     rec.exit_code = int(result.get("exit_code", 1))
     rec.error = result.get("error")
-    for k in ("artifact", "manifest", "route", "summary", "worst_max_abs", "stages", "pipeline"):
+    for k in ("artifact", "manifest", "route", "summary", "worst_max_abs", "stages", "pipeline", "timings"):
         if k in result:
             setattr(rec, k, result[k])
     if rec.exit_code == 0:
