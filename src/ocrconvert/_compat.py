@@ -15,7 +15,9 @@ _EXTRAS = {
     "transformers": ("transformers", "native"),
     "onnxscript": ("onnxscript", "native"),
     "tensorrt": ("tensorrt", None),
+    "tritonclient": ("tritonclient[http,grpc]", "triton"),
     "onnxconverter_common": ("onnxconverter-common", "trt-fp16"),
+    "ray": ("ray", "ray"),
 }
 
 

@@ -45,7 +45,7 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True, callba
 for module in (convert, verify, inspect, routes):
     module.register(app)
 app.add_typer(zoo.app, name="zoo")
-for name in ("batch", "bench", "diff", "gpu", "trt", "vlm", "sets", "ocr"):
+for name in ("batch", "bench", "diff", "gpu", "trt", "vlm", "sets", "ocr", "triton"):
     try:  # command groups added by later modules register themselves when present
         __import__(f"ocrconvert.cli.{name}", fromlist=["register"]).register(app)
     except ModuleNotFoundError:

