@@ -287,6 +287,7 @@ def _claim(doc: dict) -> None:  # shard 1 also claims a job shard 2 ran
     ("unsharded", "is the report of an unsharded run"),
     ("into-input", "is one of the shard reports"),
     ("schema", "report schema 99 is not 1"),
+    ("record", "its shard report is damaged"),
 ])
 def test_merge_refuses_what_is_not_one_sharded_run(cheap_runs, tmp_path, damage, fragment):
     s1, s2, full = (cheap_runs[n][0] / "report" for n in ("s1", "s2", "all"))
@@ -297,7 +298,8 @@ def test_merge_refuses_what_is_not_one_sharded_run(cheap_runs, tmp_path, damage,
              "versions": lambda d: d["versions"].update(onnx="0.0"),
              "overlap": _claim,
              "lost": lambda d: d["jobs"].pop(),
-             "schema": lambda d: d.update(schema_version=99)}
+             "schema": lambda d: d.update(schema_version=99),
+             "record": lambda d: d["jobs"][0].pop("target")}
     one = _copy(s1, tmp_path / "one", edits.get(damage))
     two = _copy(s2, tmp_path / "two")
     out = two if damage == "into-input" else tmp_path / "merged"

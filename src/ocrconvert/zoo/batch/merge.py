@@ -33,9 +33,13 @@ def _shard_reports(dirs: list[Path]) -> list[tuple[Path, dict]]:
     for d in dirs:
         doc = read_report(d)
         shard = doc.get("shard")
-        if not isinstance(shard, dict) or not all(k in shard for k in ("index", "count", "jobs", "all_jobs")):
+        if not isinstance(shard, dict):
             raise MergeError(f"{d} is the report of an unsharded run, not of a shard",
                              hint="Only reports of `ocrconvert batch CONFIG --shard K/N` merge.")
+        if not (all(isinstance(shard.get(k), int) for k in ("index", "count")) and isinstance(shard.get("all_jobs"), list)
+                and all(isinstance(j.get(k), str) for j in doc["jobs"] for k in ("model", "target"))):
+            raise MergeError(f"{d}: its shard report is damaged (shard block or job records incomplete)",
+                             hint="Use the report.json the shard's batch wrote, unedited.")
         found.append((Path(d).parent if Path(d).name == "report.json" else Path(d), doc))
     return found
 
@@ -107,17 +111,14 @@ def merge_reports(dirs: list[Path], out: Path) -> BatchResult:
             raise MergeError(f"the output {out} is one of the shard reports", hint="Merge into another folder.")
     _check(reports)
     order = {j: i for i, j in enumerate(reports[0][1]["shard"]["all_jobs"])}
+    records = sorted(((JobRecord(**{k: v for k, v in job.items() if k in _RECORD_FIELDS}), d)
+                      for d, doc in reports for job in doc["jobs"]), key=lambda rd: order[rd[0].id])
     logs = out / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    records = []
-    for d, doc in reports:
-        for job in doc["jobs"]:
-            rec = JobRecord(**{k: v for k, v in job.items() if k in _RECORD_FIELDS})
-            _copy_log(rec, d, logs)
-            records.append(rec)
-    records.sort(key=lambda r: order[r.id])
+    logs.mkdir(parents=True, exist_ok=True)  # only now: a refused merge writes nothing
+    for rec, d in records:
+        _copy_log(rec, d, logs)
     first = min((doc for _, doc in reports), key=lambda doc: doc["shard"]["index"])
-    result = BatchResult(Path(first["config"]), Path(first["output"]), out, records,
+    result = BatchResult(Path(first["config"]), Path(first["output"]), out, [rec for rec, _ in records],
                          max(float(doc.get("seconds") or 0.0) for _, doc in reports),
                          min(str(doc.get("started", "")) for _, doc in reports), first.get("versions") or {},
                          merged_from=[{"index": doc["shard"]["index"], "count": doc["shard"]["count"], "report": str(d),
