@@ -153,7 +153,7 @@ def convert(
     source, output, *, target: str, route: str | None = None, verify: bool = True,
     options: Mapping | None = None, images=None, tolerances: Tolerances | None = None,
     family: str | None = None, dictionary=None, seed: int = 0, force: bool = False,
-    progress: Callable[[str], None] | None = None, reference=None,
+    progress: Callable[[str], None] | None = None, reference=None, source_outputs=None,
 ) -> ConversionResult:
     """Convert ``source`` to ``target`` at ``output`` and verify the result against the ORIGINAL source.
 
@@ -161,6 +161,8 @@ def convert(
     records the route's converters registered. ``reference``: a recorded reference (``ocrconvert
     reference``) to verify against instead of re-running the original source (a GPU box without Paddle).
     ``force`` replaces an existing artifact. A failed verification commits under the FAILED name.
+    ``source_outputs``: a folder where the ORIGINAL's answers to the verification cases are recorded, keyed by
+    its sha256 and each case's digest, and shared by every conversion of it (``runners.shared``; a batch's jobs).
     """
     options = dict(options or {})
     say = progress or (lambda msg: None)
@@ -224,7 +226,7 @@ def convert(
         if verify:
             say("verifying against the original source")
             report = _verify(reference, current, policy, images=images, tolerances=tolerances, family=family,
-                             dictionary=dictionary, seed=seed, say=say, manifest=manifest)
+                             dictionary=dictionary, seed=seed, say=say, manifest=manifest, shared=source_outputs)
             report.target = str(dest_path)  # not the staging path, which is gone after the commit
         failed = report is not None and not report.passed
         landed = slot.failed_path if failed else slot.path
@@ -247,7 +249,7 @@ def convert(
 
 
 def _verify(reference: Artifact, current: Artifact, policy: VerificationPolicy, *, images, tolerances, family,
-            dictionary, seed, say, manifest) -> ParityReport:
+            dictionary, seed, say, manifest, shared=None) -> ParityReport:
     """Judge what the last hop produced against the ORIGINAL source, by the hop's policy."""
     tol = (tolerances or Tolerances()).resolved(policy.precision)
     if policy.verifier is not None:  # e.g. a VLM tower against its transformers module
@@ -256,6 +258,11 @@ def _verify(reference: Artifact, current: Artifact, policy: VerificationPolicy, 
     if current.format is Format.TORCH_AOT:  # a package we just built is trusted before its manifest exists
         built = runner_for(current, trust=True, device=manifest.get("aot", {}).get("device"))
     source_runner = MemoizedRunner(runner_for(reference))  # the source runs once per input
+    digest = (manifest.get("source") or {}).get("sha256")
+    if shared is not None and digest and reference.format is not Format.REFERENCE:
+        from .runners.shared import SharedSourceRunner
+
+        source_runner = SharedSourceRunner(source_runner.runner, shared, digest)  # ... once per batch
     common = dict(images=images, tolerances=tol, family=family, dictionary=dictionary, seed=seed,
                   source_runner=source_runner, min_metric=policy.min_metric)
     report = verify_artifacts(reference, current, target_runner=built, progress=lambda lbl: say(f"verify: {lbl}"),
@@ -383,7 +390,7 @@ def _relocate_manifest(artifact: Path, staged_root: Path, final_root: Path) -> N
 def convert_set(
     source, output, *, to: str, verify: bool = True, options: Mapping | None = None, images=None,
     tolerances: Tolerances | None = None, seed: int = 0, force: bool = False, device: str = "cpu",
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, source_outputs=None,
 ) -> SetConversionResult:
     """Convert a model set (a :class:`ModelSet`, or what ``read_set`` reads: a set folder, a PaddleOCR model-set
     folder or a stage YAML) to ``to``
@@ -426,7 +433,7 @@ def convert_set(
             t0 = time.perf_counter()
             res = convert(stage_src, staged / name, target=target, route=prefer, verify=verify, options=options,
                           images=images, tolerances=tolerances, seed=seed,
-                          dictionary=src_set.dictionary if name == "rec" else None,
+                          dictionary=src_set.dictionary if name == "rec" else None, source_outputs=source_outputs,
                           progress=lambda msg, n=name: say(f"[{n}] {msg}"))
             stage_dir = staged / name
             dict_name = _carry_side_files(name, stage_src, res, src_set.dictionary if name == "rec" else None,
