@@ -15,6 +15,7 @@ output slot of every job is swept under its lock (stale staging, swap folders an
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -101,6 +102,13 @@ def run_batch(config: BatchConfig, *, jobs: int = 1, resume: bool = False, timeo
                              time.monotonic() - t_start, started, ctx.versions, shard=config.shard)
         write_reports(result)
     return result
+
+
+def source_outputs(ctx: RunContext) -> Path:
+    """Where the batch's jobs record the ORIGINALs' answers once and share them (``runners.shared``): one folder
+    per set of tool versions (another Paddle or ONNX Runtime records its own)."""
+    tools = hashlib.sha256(json.dumps(ctx.versions, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return ctx.state_dir / "source-outputs" / tools
 
 
 def _to_run(ctx: RunContext, specs: list[JobSpec], records: dict[str, JobRecord]) -> list[tuple[JobSpec, object]]:
@@ -239,7 +247,7 @@ def _forget_run(ctx: RunContext, job: JobSpec) -> None:
 # ------------------------------------------------------------------------------------ sweeping
 def _sweep_state(ctx: RunContext, jobs: list[JobSpec], report_dir: Path) -> None:
     """Before any job: reap workers a killed run left, drop half-written state and reports."""
-    for p in ctx.state_dir.glob(".*.tmp"):
+    for p in [*ctx.state_dir.glob(".*.tmp"), *ctx.state_dir.glob("source-outputs/**/.*.tmp")]:
         p.unlink(missing_ok=True)
     for name in REPORT_FILES:
         for p in stale_temps(report_dir / name):
@@ -344,7 +352,7 @@ def write_intent(ctx: RunContext, job: JobSpec, rec: JobRecord, src) -> Path:
             "output": str(job.output),
             "target": job.pipeline_target, "route": job.route, "options": job.options, "atol": job.atol,
             "rtol": job.rtol, "seed": job.seed, "verify": job.verify, "family": job.family, "dict": job.dict,
-            "images": job.images, "parent_pid": os.getpid()}
+            "images": job.images, "parent_pid": os.getpid(), "source_outputs": str(source_outputs(ctx))}
     intent = ctx.intent(job)
     write_text(intent, json.dumps(spec))
     rec.log = str(ctx.logs_dir / f"{job.id}.log")

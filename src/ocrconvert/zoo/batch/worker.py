@@ -66,7 +66,7 @@ def run_job(spec: dict) -> dict:
         return run_set_job(spec, tol, points)
     res = convert(spec["source"], spec["output"], target=spec["target"], route=spec["route"], verify=spec["verify"],
                   options=spec["options"], images=spec["images"], tolerances=tol, family=spec["family"],
-                  dictionary=spec["dict"], seed=spec["seed"], force=True,
+                  dictionary=spec["dict"], seed=spec["seed"], force=True, source_outputs=spec.get("source_outputs"),
                   progress=lambda msg: print(f"[progress] {msg}", flush=True))
     killpoints.in_worker(points, "committed", job, batch_pid)
     rep = res.report
@@ -101,6 +101,7 @@ def run_set_job(spec: dict, tol, points) -> dict:
                             where=f"job {job}")
     res = convert_set(model_set, spec["output"], to=spec["to"], verify=spec["verify"], options=spec["options"],
                       images=spec["images"], tolerances=tol, seed=spec["seed"], force=True,
+                      source_outputs=spec.get("source_outputs"),
                       progress=lambda msg: print(f"[progress] {msg}", flush=True))
     killpoints.in_worker(points, "committed", job, batch_pid)
     record = res.record
