@@ -23,6 +23,12 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random verific
 PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="Tolerance defaults: fp32, fp16, bf16, int8 (default: what the artifact was built in).")]
 
 
+# mixed-precision plans (options.MixedPrecisionOptions), on every command that lowers precision
+PlanOpt = Annotated[Optional[str], typer.Option("--plan", help="fp16/int8: 'auto' searches the fewest layers kept in fp32 that pass the family's gate against the ORIGINAL; or a precision-plan.json (or an artifact's manifest) to reuse.")]
+PlanMinMetricOpt = Annotated[Optional[float], typer.Option("--plan-min-metric", help="--plan auto: a gate tighter than the family's (e.g. 0.995 det IoU).")]
+PlanMaxEvalsOpt = Annotated[Optional[int], typer.Option("--plan-max-evals", help="--plan auto: at most this many candidate plans (default 16).")]
+
+
 def parse_tolerance(values: list[str] | None, flag: str):
     """``["1e-4"]`` -> 1e-4; ``["1e-4", "logits=1e-3"]`` -> {"": 1e-4, "logits": 1e-3}."""
     if not values:

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import DebugOpt, FamilyOpt, ForceOpt, ImagesOpt, JsonOpt, NoVerifyOpt, SeedOpt, given
+from .options import (DebugOpt, FamilyOpt, ForceOpt, ImagesOpt, JsonOpt, NoVerifyOpt, PlanMaxEvalsOpt, PlanMinMetricOpt,
+                      PlanOpt, SeedOpt, given)
 from .render import finish, progress
 
 
@@ -54,9 +55,9 @@ def register(app: typer.Typer) -> None:
         shapes: Annotated[Optional[list[str]], typer.Option("--shapes", help="NAME:MIN:OPT:MAX, each like 1x3x48x320 (repeatable).")] = None,
         timing_cache: Annotated[Optional[Path], typer.Option("--timing-cache", help="Timing cache file, read and updated.")] = None,
         workspace: Annotated[Optional[float], typer.Option("--workspace", help="Builder workspace limit in GiB.")] = None,
-        plan: Annotated[Optional[str], typer.Option("--plan", help="fp16/int8: 'auto' searches the fewest layers kept in fp32 that pass the family's gate against the ORIGINAL; or a precision-plan.json to reuse.")] = None,
-        plan_min_metric: Annotated[Optional[float], typer.Option("--plan-min-metric", help="--plan auto: a gate tighter than the family's (e.g. 0.995 det IoU).")] = None,
-        plan_max_evals: Annotated[Optional[int], typer.Option("--plan-max-evals", help="--plan auto: at most this many candidate plans (default 16).")] = None,
+        plan: PlanOpt = None,
+        plan_min_metric: PlanMinMetricOpt = None,
+        plan_max_evals: PlanMaxEvalsOpt = None,
         export_only: Annotated[Optional[Path], typer.Option("--export-only", help="Write the prepared ONNX + profiles + manifest to DIR; no TensorRT needed.")] = None,
         no_verify: NoVerifyOpt = False, images: ImagesOpt = None, family: FamilyOpt = None, seed: SeedOpt = 0,
         force: ForceOpt = False, json: JsonOpt = False, debug: DebugOpt = False,

@@ -202,6 +202,40 @@ class FusedRec(nn.Module):
         return torch.softmax(self.head(h), dim=2)
 
 
+class ShuffleUp(nn.Module):
+    """A 2x2 stride-2 transposed conv as a 1x1 conv to ``4 * out`` channels + ``pixel_shuffle(2)``: exact (the
+    2x2 windows of a stride-2 transposed conv do not overlap, so each output pixel is one input pixel's dot
+    product with one kernel tap). cuDNN runs the transposed form as a dgrad GEMM, slowly in fp32 (0.32 ms of a
+    1.75 ms PP-OCRv4 det call on the H100); the 1x1 form is a plain GEMM and the shuffle a copy Inductor fuses."""
+
+    def __init__(self, up: nn.ConvTranspose2d):
+        super().__init__()
+        cin, cout = up.in_channels, up.out_channels
+        self.conv = nn.Conv2d(cin, cout * 4, 1, bias=True)
+        with torch.no_grad():
+            # W'[o*4 + a*2 + b, c] = W[c, o, a, b]: pixel_shuffle's channel order (o, a, b)
+            self.conv.weight.copy_(up.weight.detach().permute(1, 2, 3, 0).reshape(cout * 4, cin, 1, 1))
+            bias = up.bias.detach() if up.bias is not None else torch.zeros(cout)
+            self.conv.bias.copy_(bias.repeat_interleave(4))
+
+    @staticmethod
+    def fits(up) -> bool:
+        return (isinstance(up, nn.ConvTranspose2d) and tuple(up.kernel_size) == (2, 2) and tuple(up.stride) == (2, 2)
+                and tuple(up.padding) == (0, 0) and tuple(up.output_padding) == (0, 0) and up.groups == 1
+                and tuple(up.dilation) == (1, 1))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.conv.weight
+
+    def forward(self, x):
+        return F.pixel_shuffle(self.conv(x), 2)
+
+
+def _shuffle_up(up: nn.Module) -> nn.Module:
+    return ShuffleUp(up) if ShuffleUp.fits(up) else up
+
+
 class FusedDet(nn.Module):
     # Parts that half_precision() keeps in fp32 (set per instance in __init__): the stem and the first
     # three backbone stages (down to 1/8 resolution), and the last transposed conv + sigmoid.
@@ -210,8 +244,8 @@ class FusedDet(nn.Module):
     # resolution and amplified by everything after it; on rendered pages it alone moves det-map IoU@0.3 to
     # 0.98-0.99. The neck, the `layer` 1x1 convs and the head's first two convs are insensitive (fp32 there
     # changes IoU by < 1e-3); with stages 4-5 they are ~87 % of the FLOPs, and stay fp16. The last conv +
-    # sigmoid give the fp32 map directly (few FLOPs, but cuDNN runs this fp32 transposed conv slowly on the
-    # H100: 0.32 ms of a 1.75 ms call, docs/benchmarks.md).
+    # sigmoid give the fp32 map directly (few FLOPs; as a transposed conv cuDNN ran it slowly on the H100, 0.32 ms
+    # of a 1.75 ms call, docs/benchmarks.md: the head's transposed convs are now ShuffleUp).
     FP32_PARTS: tuple[str, ...] = ("conv_final",)
     FP32_STAGES = 3
 
@@ -228,11 +262,13 @@ class FusedDet(nn.Module):
         self.conv_down = conv_from(h.conv_down.convolution, *fold_bn(h.conv_down.convolution.weight, None, h.conv_down.norm))
         up = h.conv_up.convolution
         w, b = fold_bn(up.weight, up.bias, h.conv_up.norm, transpose=True)
-        self.conv_up = copy.deepcopy(up)
+        conv_up = copy.deepcopy(up)
         with torch.no_grad():
-            self.conv_up.weight.copy_(w.float())
-            self.conv_up.bias.copy_(b.float())
-        self.conv_final = copy.deepcopy(h.conv_final)
+            conv_up.weight.copy_(w.float())
+            conv_up.bias.copy_(b.float())
+        # the two k2 s2 transposed convs of the head as 1x1 conv + pixel_shuffle (exact, see ShuffleUp)
+        self.conv_up = _shuffle_up(conv_up)
+        self.conv_final = _shuffle_up(copy.deepcopy(h.conv_final))
 
     def set_fp32_stages(self, n: int) -> None:
         """Keep the stem and the first ``n`` backbone stages in fp32 under half_precision (0: none of the
@@ -270,6 +306,20 @@ def half_precision(module: nn.Module) -> nn.Module:
         for bname, buf in list(sub.named_buffers(recurse=False)):
             if buf is not None and buf.is_floating_point():
                 setattr(sub, bname, buf.half())
+    return module
+
+
+def match_input_dtypes(module: nn.Module) -> nn.Module:
+    """Every layer with weights casts its floating inputs to its weights' dtype (a forward pre-hook), so any
+    set of layers can stay fp32 under half_precision (a precision plan names single convs, not only the
+    blocks whose forward casts by itself). In place; returns ``module``."""
+    def cast(mod, args):
+        dt = next((p.dtype for p in mod.parameters(recurse=False) if p.is_floating_point()), None)
+        return tuple(a.to(dt) if dt is not None and torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+
+    for sub in module.modules():
+        if any(p.is_floating_point() for p in sub.parameters(recurse=False)):
+            sub.register_forward_pre_hook(cast)
     return module
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from ..families import resolve_family
 from ..formats import Artifact, Format
 from ..options import PLAN_MAX_EVALS, Precision
-from ..precision_plan import ONNX_NODES, PrecisionPlan
+from ..precision_plan import NATIVE_MODULES, ONNX_NODES, PrecisionPlan
 from ..runners import runner_for
 from .compare import pair_outputs
 from .diff import _stats, layer_tolerance
@@ -108,9 +108,14 @@ class _Gate:
 
     def judge(self, path: Path) -> tuple[bool, float, dict]:
         runner = runner_for(Artifact(path, Format.ONNX, {"model": path}))
+        return self.judge_outputs(lambda feed: runner.infer({k: v for k, v in feed.items()
+                                                              if k in runner.input_names} or feed))
+
+    def judge_outputs(self, infer: Callable[[dict], dict]) -> tuple[bool, float, dict]:
+        """The verdict on a candidate given as a function from a case's feed to its named outputs."""
         values, ok = {}, True
         for label, feed, gts, ref in self.cases:
-            out = runner.infer({k: v for k, v in feed.items() if k in runner.input_names} or feed)
+            out = infer(feed)
             pairs = pair_outputs(list(ref), list(out))
             task = self.fam.task_metric(ref, {rn: out[on] for rn, on in pairs}, gts)
             if task is None:
@@ -145,6 +150,88 @@ def _layer_errors(fp32_path: Path, reduced_path: Path, feed: dict, anchors: list
     return rel, shapes
 
 
+def bisect_units(n: int, judge: Callable[[object], bool], start: int, budget: Callable[[], bool]):
+    """Steps 1 and 3-6 of the search over ``n`` depth-ordered units (``judge(indices)``: the gate holds with
+    those units kept fp32; ``start``: the first unit ``diff`` found over tolerance) -> (kept, passed, why)."""
+    if judge(()):
+        return [], True, ""
+    everything = list(range(n))
+    if not judge(everything):
+        return everything, False, "the gate fails even with every layer in fp32"
+    if start and (not budget() or not judge(range(start, n))):
+        start = 0
+    lo, hi = 0, n - start       # a prefix of length hi of the run from start passes, of length lo fails
+    while hi - lo > 1 and budget():
+        mid = (lo + hi) // 2
+        if judge(range(start, start + mid)):
+            hi = mid
+        else:
+            lo = mid
+    kept = list(range(start, start + hi))
+    g = len(kept) // 2
+    while g >= 1 and budget():
+        i = 0
+        while i < len(kept) and budget():
+            trial = kept[:i] + kept[i + g:]
+            if trial and judge(trial):
+                kept = trial
+            else:
+                i += g
+        g //= 2
+    return kept, True, ""
+
+
+class _Search:
+    """One search's bookkeeping: the candidates judged (each once), the budget, the FLOP share, the record."""
+
+    def __init__(self, gate: "_Gate", n_units: int, max_evals: int, say: Callable[[str], None],
+                 run: Callable[[tuple[int, ...]], tuple[bool, float, dict]]):
+        self.gate, self.n, self.max_evals, self.say, self.run = gate, n_units, max_evals, say, run
+        self.evals: list[dict] = []
+        self.verdicts: dict[frozenset, bool] = {}
+        self.unit_flops: list[float] = []
+        self.t0 = time.perf_counter()
+
+    def share(self, idx) -> float:
+        total = sum(self.unit_flops)
+        return sum(self.unit_flops[i] for i in idx) / total if total else float("nan")
+
+    def judge(self, idx) -> bool:
+        key = frozenset(idx)
+        if key not in self.verdicts:
+            ok, worst, values = self.run(tuple(sorted(key)))
+            self.verdicts[key] = ok
+            self.evals.append({"kept_units": len(key), "fp32_flop_share": round(self.share(key), 4),
+                               "worst": worst, "passed": ok, "values": values})
+            self.say(f"plan: candidate {len(self.evals)}: {len(key)} of {self.n} units fp32 -> "
+                     f"{self.gate.metric_name} {worst:.4f} ({'pass' if ok else 'fail'})")
+        return self.verdicts[key]
+
+    def budget(self) -> bool:
+        return len(self.evals) < self.max_evals
+
+    def plan(self, keys: str, names: tuple[str, ...], kept: list[int], passed: bool, why: str, *, anchors: list[str],
+             unit: str, reference: Artifact, precision: Precision, rel: list[float], tol: float | None,
+             min_metric: float | None) -> PrecisionPlan:
+        gate = self.gate
+        over = [i for i, r in enumerate(rel) if r == r and tol is not None and r > tol]
+        search = {
+            "gate": {"metric": gate.metric_name, "threshold": getattr(gate, "threshold", min_metric),
+                     "cases": [c[0] for c in gate.cases], "against": str(reference.path),
+                     "against_format": reference.format.value},
+            "units": self.n, "unit": unit, "kept_units": [anchors[i] for i in kept],
+            "diff": {"tolerance": tol, "first_over_tolerance": anchors[over[0]] if over else None,
+                     "worst": max((r for r in rel if r == r), default=None)},
+            "evaluations": len(self.evals), "max_evals": self.max_evals, "candidates": self.evals,
+            "seconds": round(time.perf_counter() - self.t0, 1),
+        }
+        if why:
+            search["failure"] = why
+        share = self.share(kept) if gate.cases else None
+        return PrecisionPlan(precision.value, keys, names, "auto", gate.fam.name,
+                             None if share is None or share != share else round(share, 4), passed, search)
+
+
 def search_plan(model, write: Callable[[tuple[str, ...], Path], str], reference: Artifact, precision: Precision, *,
                 images=None, seed: int = 0, family: str | None = None, min_metric: float | None = None,
                 max_evals: int = PLAN_MAX_EVALS, say: Callable[[str], None] = lambda m: None) -> PrecisionPlan:
@@ -152,44 +239,33 @@ def search_plan(model, write: Callable[[tuple[str, ...], Path], str], reference:
     path)`` writes the reduced ONNX with ``keep`` left fp32. The plan says whether the gate held (``passed``)."""
     import onnx
 
-    t0 = time.perf_counter()
     precision = Precision.parse(precision)
     say("plan: running the ORIGINAL on the gate's cases")
     gate = _Gate(reference, precision, images=images, seed=seed, family=family, min_metric=min_metric)
     units = layer_units(model)
     anchors = [a for a, _ in units]
-    evals: list[dict] = []
-    verdicts: dict[frozenset, bool] = {}
-    share: Callable[[tuple[int, ...]], float] = lambda idx: float("nan")
+    rel: list[float] = []
+    tol = None
+
+    def nodes(idx) -> tuple[str, ...]:
+        return tuple(n for i in sorted(idx) for n in units[i][1])
 
     with tempfile.TemporaryDirectory(prefix="ocrconvert-plan-") as tmp:
         tmp = Path(tmp)
 
-        def nodes(idx) -> tuple[str, ...]:
-            return tuple(n for i in sorted(idx) for n in units[i][1])
-
-        def judge(idx) -> bool:
-            key = frozenset(idx)
-            if key in verdicts:
-                return verdicts[key]
-            path = tmp / f"candidate{len(evals)}.onnx"
+        def run(idx):
+            path = tmp / "candidate.onnx"
             write(nodes(idx), path)
-            ok, worst, values = gate.judge(path)
-            verdicts[key] = ok
-            evals.append({"kept_units": len(key), "fp32_flop_share": round(share(tuple(key)), 4),
-                          "worst": worst, "passed": ok, "values": values})
-            say(f"plan: candidate {len(evals)}: {len(key)} of {len(units)} units fp32 -> "
-                f"{gate.metric_name} {worst:.4f} ({'pass' if ok else 'fail'})")
-            path.unlink(missing_ok=True)
-            return ok
+            try:
+                return gate.judge(path)
+            finally:
+                path.unlink(missing_ok=True)
 
-        def budget() -> bool:
-            return len(evals) < max_evals
-
+        s = _Search(gate, len(units), max_evals, say, run)
         if not gate.cases:
             kept, passed, why = list(range(len(units))), False, "no informative case to judge a plan on"
         else:
-            # 1. all reduced (its file stays for the diff)
+            # the all-reduced model's diff against fp32: where error starts to grow, and every tensor's shape
             reduced = tmp / "all-reduced.onnx"
             write((), reduced)
             fp32 = tmp / "fp32.onnx"
@@ -199,55 +275,107 @@ def search_plan(model, write: Callable[[tuple[str, ...], Path], str], reference:
             tol = layer_tolerance(gate.fam, precision.value)
             rel, shapes = _layer_errors(fp32, reduced, feed, anchors, tol)
             flops = unit_flops(model, shapes)
-            unit_fl = [sum(flops.get(n, 0.0) for n in names) for _, names in units]
-            total = sum(unit_fl) or 1.0
-            share = lambda idx: sum(unit_fl[i] for i in idx) / total  # noqa: E731
+            s.unit_flops = [sum(flops.get(n, 0.0) for n in names) for _, names in units]
             over = [i for i, r in enumerate(rel) if r == r and r > tol]
-            start = over[0] if over else 0
-            kept, passed, why = [], judge(()), ""
-            if not passed:
-                everything = list(range(len(units)))
-                if not judge(everything):
-                    kept, why = everything, "the gate fails even with every layer in fp32"
-                else:
-                    if start and (not budget() or not judge(range(start, len(units)))):
-                        start = 0
-                    lo, hi = 0, len(units) - start       # prefix of length hi passes, of length lo fails
-                    while hi - lo > 1 and budget():
-                        mid = (lo + hi) // 2
-                        if judge(range(start, start + mid)):
-                            hi = mid
-                        else:
-                            lo = mid
-                    kept = list(range(start, start + hi))
-                    g = len(kept) // 2
-                    while g >= 1 and budget():
-                        i = 0
-                        while i < len(kept) and budget():
-                            trial = kept[:i] + kept[i + g:]
-                            if trial and judge(trial):
-                                kept = trial
-                            else:
-                                i += g
-                        g //= 2
-                    passed = True
-        fp32_share = share(tuple(kept)) if gate.cases else None
-    search = {
-        "gate": {"metric": gate.metric_name, "threshold": getattr(gate, "threshold", min_metric),
-                 "cases": [c[0] for c in gate.cases], "against": str(reference.path),
-                 "against_format": reference.format.value},
-        "units": len(units), "unit": "compute node (" + "/".join(COMPUTE_OPS) + ") + the element-wise nodes after it",
-        "kept_units": [anchors[i] for i in kept],
-        "diff": {"tolerance": layer_tolerance(gate.fam, precision.value) if gate.cases else None,
-                 "first_over_tolerance": anchors[over[0]] if gate.cases and over else None,
-                 "worst": (max((r for r in rel if r == r), default=None) if gate.cases else None)},
-        "evaluations": len(evals), "max_evals": max_evals, "candidates": evals,
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    if why:
-        search["failure"] = why
-    return PrecisionPlan(precision.value, ONNX_NODES, nodes(kept) if kept else (), "auto", gate.fam.name,
-                         None if fp32_share is None else round(fp32_share, 4), passed, search)
+            kept, passed, why = bisect_units(len(units), s.judge, over[0] if over else 0, s.budget)
+    return s.plan(ONNX_NODES, nodes(kept) if kept else (), kept, passed, why, anchors=anchors,
+                  unit="compute node (" + "/".join(COMPUTE_OPS) + ") + the element-wise nodes after it",
+                  reference=reference, precision=precision, rel=rel, tol=tol, min_metric=min_metric)
 
 
-__all__ = ["search_plan", "layer_units", "unit_flops", "COMPUTE_OPS"]
+NATIVE_COMPUTE = ("Conv1d", "Conv2d", "ConvTranspose2d", "Linear")
+
+
+def _native_trace(module, x) -> tuple[list[str], dict[str, object], list[float]]:
+    """The compute layers (``NATIVE_COMPUTE``) of a native module in the order one call runs them, each one's
+    first output, and its multiply-add FLOPs (x2). Names are paths in the model a wrapper holds as ``inner``
+    (the fp32-I/O wrapper of the AOT package), which is what a plan names."""
+    torch = __import__("torch")
+    order: list[str] = []
+    outs: dict[str, object] = {}
+    flops: dict[str, float] = {}
+    hooks = []
+    for name, sub in getattr(module, "inner", module).named_modules():
+        if type(sub).__name__ not in NATIVE_COMPUTE:
+            continue
+
+        def hook(mod, args, out, name=name):
+            if name in outs or not torch.is_tensor(out):
+                return
+            order.append(name)
+            outs[name] = out.detach().float().cpu().numpy()
+            w = mod.weight.shape
+            if type(mod).__name__ == "ConvTranspose2d":
+                flops[name] = 2.0 * float(np.prod(args[0].shape)) * float(np.prod(w[1:]))
+            elif type(mod).__name__ == "Linear":
+                flops[name] = 2.0 * float(np.prod(out.shape)) * float(w[1])
+            else:
+                flops[name] = 2.0 * float(np.prod(out.shape)) * float(np.prod(w[1:]))
+
+        hooks.append(sub.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            module(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return order, outs, [flops[n] for n in order]
+
+
+def search_native_plan(build: Callable[[tuple[str, ...] | None], object], reference: Artifact, precision: Precision,
+                       *, input_name: str, output_names: list[str], device: str = "cpu", images=None, seed: int = 0,
+                       family: str | None = None, min_metric: float | None = None,
+                       max_evals: int = PLAN_MAX_EVALS, say: Callable[[str], None] = lambda m: None) -> PrecisionPlan:
+    """``--plan auto`` on a native module (the fp16 AOT package): ``build(keep)`` returns the module with the
+    module paths ``keep`` left fp32 and the rest fp16 (``None``: all fp32), fp32 in and out. Units are its
+    compute layers in the order a call runs them; the search and the gate are those of ``search_plan``."""
+    torch = __import__("torch")
+    precision = Precision.parse(precision)
+    say("plan: running the ORIGINAL on the gate's cases")
+    gate = _Gate(reference, precision, images=images, seed=seed, family=family, min_metric=min_metric)
+
+    def infer(module):
+        def call(feed: dict) -> dict:
+            x = torch.from_numpy(np.ascontiguousarray(feed[input_name])).to(device)
+            with torch.no_grad():
+                y = module(x)
+            y = y[0] if isinstance(y, (tuple, list)) else y
+            return {output_names[0]: y.float().cpu().numpy()}
+        return call
+
+    fp32 = build(None)
+    units: list[str] = []
+    rel: list[float] = []
+    tol = None
+
+    def run(idx):
+        try:
+            return gate.judge_outputs(infer(build(tuple(units[i] for i in idx))))
+        except RuntimeError as exc:  # e.g. a matmul of an fp32 and an fp16 operand: this split cannot run
+            log.info("plan: candidate with %d units fp32 does not run: %s", len(idx), str(exc).splitlines()[0])
+            return False, float("nan"), {"error": str(exc).splitlines()[0][:200]}
+
+    label, feed, _, _ = min(gate.cases, key=lambda c: sum(v.size for v in c[1].values())) if gate.cases else \
+        (None, None, None, None)
+    if feed is not None:
+        x = torch.from_numpy(np.ascontiguousarray(feed[input_name])).to(device)
+        units, ref_outs, unit_fl = _native_trace(fp32, x)
+    s = _Search(gate, len(units), max_evals, say, run)
+    if not gate.cases or not units:
+        kept, passed, why = list(range(len(units))), False, "no informative case to judge a plan on"
+    else:
+        s.unit_flops = unit_fl
+        say(f"plan: diff of the all-{precision.value} model against fp32 ({label})")
+        tol = layer_tolerance(gate.fam, precision.value)
+        _, red_outs, _ = _native_trace(build(()), x)
+        rel = [_stats(ref_outs[n], red_outs[n])[2] if n in red_outs and red_outs[n].size == ref_outs[n].size
+               else float("nan") for n in units]
+        del ref_outs, red_outs
+        over = [i for i, r in enumerate(rel) if r == r and r > tol]
+        kept, passed, why = bisect_units(len(units), s.judge, over[0] if over else 0, s.budget)
+    return s.plan(NATIVE_MODULES, tuple(units[i] for i in kept), kept, passed, why, anchors=units,
+                  unit="compute module (" + "/".join(NATIVE_COMPUTE) + "), in the order a call runs them",
+                  reference=reference, precision=precision, rel=rel, tol=tol, min_metric=min_metric)
+
+
+__all__ = ["search_plan", "search_native_plan", "bisect_units", "layer_units", "unit_flops", "COMPUTE_OPS"]
