@@ -120,6 +120,33 @@ def leftovers(folder: Path) -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def converted(zoo, tmp_path_factory):
+    """``converted(source, target, route=None, verify=True, options=None) -> ConversionResult``: each conversion
+    once per test session, shared by every test that only reads it (the suite converted the same zoo models
+    through the same routes in up to five files). ``source``: a zoo name or a path (e.g. a shared result's
+    ``artifact.path``). Read-only: copy an artifact before damaging it. A ``verify=False`` request is answered
+    by the verified result when one exists (the same artifact; its manifest also records a verification)."""
+    import ocrconvert
+
+    root = tmp_path_factory.mktemp("shared-artifacts")
+    made: dict[tuple, object] = {}
+    suffix = {"onnx": ".onnx", "torch-aot": ".pt2"}
+
+    def get(source, target: str, *, route: str | None = None, verify: bool = True, options: dict | None = None):
+        src = zoo(source) if isinstance(source, str) else Path(source)
+        key = (str(src), target, route, tuple(sorted((options or {}).items())))
+        if (key, True) in made:
+            return made[key, True]
+        if (key, verify) not in made:
+            out = root / f"{len(made):02d}-{src.name.split('.')[0]}-{route or target}{suffix.get(target, '')}"
+            made[key, verify] = ocrconvert.convert(src, out, target=target, route=route, verify=verify,
+                                                   options=options)
+        return made[key, verify]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def zoo_model(zoo):
     """Alias of ``zoo`` used by the CLI-driven suites: a real model folder, never a skip."""
     return zoo

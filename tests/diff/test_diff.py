@@ -1,6 +1,6 @@
 """``ocrconvert diff``: a conv whose weights are scaled x1.05 is named, exactly (or its immediate output in the aligned
 view), for Paddle -> ONNX, Paddle -> native torch, ONNX -> graph torch and native -> AOT; the undamaged pair of each
-route reports no divergence. Every artifact is converted once per module (no verification: diff is the judge) and
+route reports no divergence. Every artifact is converted once per session (``converted``, shared with other suites) and
 damaged in a copy that keeps its manifest, whose name maps the hops recorded at conversion time.
 """
 from __future__ import annotations
@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ocrconvert
 from ocrconvert.manifest import manifest_path
 from ocrconvert.verification.diff import diff_artifacts
 
@@ -25,31 +24,18 @@ FACTOR = 1.05
 
 
 @pytest.fixture(scope="module")
-def built(zoo, tmp_path_factory):
-    """Each artifact built once: {name: path}."""
-    root = tmp_path_factory.mktemp("diff")
-    made: dict[str, Path] = {}
+def built(converted):
+    """Each artifact built once per session (``converted``, shared with tests/integration and tests/verification;
+    the ONNX and graph ones verified, as tests/integration needs them): {name: path}. Damage copies only."""
+    paddle, route = {"det": "ppocrv4-det", "cls": "ppocrv4-cls"}, {"onnx": "paddle2onnx", "native": "native"}
 
     def get(name: str) -> Path:
-        if name not in made:
-            if name == "det-onnx":
-                made[name] = ocrconvert.convert(zoo("ppocrv4-det"), root / "det.onnx", target="onnx",
-                                                verify=False).artifact.path
-            elif name == "det-native":
-                made[name] = ocrconvert.convert(zoo("ppocrv4-det"), root / "det-native", target="torch",
-                                                route="native", verify=False).artifact.path
-            elif name == "cls-onnx":
-                made[name] = ocrconvert.convert(zoo("ppocrv4-cls"), root / "cls.onnx", target="onnx",
-                                                verify=False).artifact.path
-            elif name == "cls-graph":
-                made[name] = ocrconvert.convert(get("cls-onnx"), root / "cls-graph", target="torch",
-                                                route="onnx2torch", verify=False).artifact.path
-            elif name == "cls-native":
-                made[name] = ocrconvert.convert(zoo("ppocrv4-cls"), root / "cls-native", target="torch",
-                                                route="native", verify=False).artifact.path
-        return made[name]
+        model, kind = name.split("-")
+        if kind == "graph":
+            return converted(get(f"{model}-onnx"), "torch", route="onnx2torch").artifact.path
+        return converted(paddle[model], "onnx" if kind == "onnx" else "torch", route=route[kind],
+                         verify=kind == "onnx").artifact.path
 
-    get.root = root
     return get
 
 
@@ -154,23 +140,23 @@ def test_onnx_graph_scaled_conv_is_named(built, tmp_path):
 @pytest.mark.torch
 @pytest.mark.native
 @pytest.mark.slow
-def test_native_aot_scaled_conv_is_named(built, tmp_path):
-    """The package is built from a damaged native folder: diff runs it through that model (the package's own
-    output must match it: the last row), against the undamaged native folder."""
+def test_native_aot_scaled_conv_is_named(built, converted, tmp_path):
+    """diff runs a package through the native model it was built from (the package's own output must match it:
+    the last row); against a native folder with one conv scaled, that conv is the first divergence. The package
+    is the session's one CPU build from this native folder (tests/verification damages it too)."""
     native = built("cls-native")
-    damaged = _copy(native, tmp_path / "damaged-native")
-    _scale_safetensors(damaged, "blocks.5.depthwise.conv.weight")
-    pkg = ocrconvert.convert(damaged, tmp_path / "cls.pt2", target="torch-aot", options={"device": "cpu"},
-                             verify=False).artifact.path
-    same = diff_artifacts(damaged, pkg)  # the package against the model it was built from: no divergence
+    pkg = converted(native, "torch-aot", options={"device": "cpu"}, verify=False).artifact.path
+    same = diff_artifacts(native, pkg)  # the package against the model it was built from: no divergence
     assert same.passed, same.summary_line()
     assert same.layers[-1].target == "(AOT package output)"
-    report = diff_artifacts(native, pkg)
+    damaged = _copy(native, tmp_path / "damaged-native")
+    _scale_safetensors(damaged, "blocks.5.depthwise.conv.weight")
+    report = diff_artifacts(damaged, pkg)
     _named(report, "net.blocks.5.depthwise.conv")
 
 
 # ---- the command ------------------------------------------------------------------------------------------
-def test_cli_json_report_and_exit_codes(built, zoo, cli, tmp_path):
+def test_cli_json_report_and_exit_codes(built, zoo, cli_here, tmp_path):
     import onnx
 
     dst = _copy(built("det-onnx"), tmp_path / "damaged.onnx")
@@ -179,18 +165,18 @@ def test_cli_json_report_and_exit_codes(built, zoo, cli, tmp_path):
     scale_conv(model, FACTOR, which=20)
     onnx.save(model, str(dst))
     html = tmp_path / "diff.html"
-    proc = cli("diff", zoo("ppocrv4-det"), dst, "--json", "--report", html)
-    assert proc.returncode == 6, proc.stderr
+    proc = cli_here("diff", zoo("ppocrv4-det"), dst, "--json", "--report", html)
+    assert proc.code == 6, proc.stderr
     data = json.loads(proc.stdout)
     assert data["verdict"] == "FAILED" and data["first_divergence"]["op"] == "conv2d"
     assert len(data["first_divergence"]["neighbours"]) == 4
     page = html.read_text()
     assert "<svg" in page and "first divergence" in page and "<script" not in page
-    ok = cli("diff", zoo("ppocrv4-det"), built("det-onnx"))
-    assert ok.returncode == 0, ok.stderr
+    ok = cli_here("diff", zoo("ppocrv4-det"), built("det-onnx"))
+    assert ok.code == 0, ok.stderr
     assert ok.stdout.strip().splitlines()[-1].startswith("PASSED |")
-    bad = cli("diff", zoo("ppocrv4-det"), built("det-onnx"), "--report", tmp_path / "x.txt", "--json")
-    assert bad.returncode == 2 and json.loads(bad.stdout)["exit_code"] == 2
+    bad = cli_here("diff", zoo("ppocrv4-det"), built("det-onnx"), "--report", tmp_path / "x.txt", "--json")
+    assert bad.code == 2 and json.loads(bad.stdout)["exit_code"] == 2
 
 
 # ---- no recorded map: names, checked against the output ---------------------------------------------------

@@ -191,11 +191,11 @@ def test_a_run_that_dies_half_way_leaves_nothing(tmp_path, zoo, monkeypatch):
     (["--to", "tflite", "-o", "{tmp}/out"], "is not a set target"),
     (["--to", "torch-native", "--opset", "13", "-o", "{tmp}/out"], "cannot be honoured"),
 ])
-def test_usage_errors(tmp_path, zoo, cli, args, words):
+def test_usage_errors(tmp_path, zoo, cli_here, args, words):
     src = _paddle_set(tmp_path / "ppocrv4", zoo, cls=False)
     args = [a.format(src=src, tmp=tmp_path) for a in args]
-    proc = cli("convert-set", src, *args, "--json")
-    assert proc.returncode == ExitCode.USAGE, proc.stderr
+    proc = cli_here("convert-set", src, *args, "--json")
+    assert proc.code == ExitCode.USAGE, proc.stderr
     doc = json.loads(proc.stdout)
     assert words in doc["message"] and doc["hint"] and doc["exit_code"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ppocrv4"]
