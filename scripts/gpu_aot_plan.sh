@@ -13,9 +13,10 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$o/h200-14-e
 python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)" >> "$o/h200-14-env.txt"
 for v in auto shipped; do
   plan=(); [ "$v" = auto ] && plan=(--plan auto --plan-max-evals 12)
-  /usr/bin/time -f "%e s" ocr aot-build "$b/nat" -o "$w/$v.pt2" --fp16 --device cuda "${plan[@]}" \
+  t0=$SECONDS
+  ocr aot-build "$b/nat" -o "$w/$v.pt2" --fp16 --device cuda "${plan[@]}" \
       --reference "$b/ref.npz" --json > "$o/h200-14-aot-plan-$v.json" 2> "$o/h200-14-aot-plan-$v.err"
-  echo "$v: exit $? $(tail -1 "$o/h200-14-aot-plan-$v.err")"
+  echo "$v: exit $? in $((SECONDS - t0)) s"
 done
 for shape in 1x3x960x960; do
   ocr bench "$w/auto.pt2" "$w/shipped.pt2" --device cuda --shape "$shape" --runs 50 --json \
