@@ -153,7 +153,7 @@ def convert(
     source, output, *, target: str, route: str | None = None, verify: bool = True,
     options: Mapping | None = None, images=None, tolerances: Tolerances | None = None,
     family: str | None = None, dictionary=None, seed: int = 0, force: bool = False,
-    progress: Callable[[str], None] | None = None, reference=None, source_outputs=None,
+    progress: Callable[[str], None] | None = None, reference=None, batch_cache=None,
 ) -> ConversionResult:
     """Convert ``source`` to ``target`` at ``output`` and verify the result against the ORIGINAL source.
 
@@ -161,8 +161,9 @@ def convert(
     records the route's converters registered. ``reference``: a recorded reference (``ocrconvert
     reference``) to verify against instead of re-running the original source (a GPU box without Paddle).
     ``force`` replaces an existing artifact. A failed verification commits under the FAILED name.
-    ``source_outputs``: a folder where the ORIGINAL's answers to the verification cases are recorded, keyed by
-    its sha256 and each case's digest, and shared by every conversion of it (``runners.shared``; a batch's jobs).
+    ``batch_cache``: a folder shared by the conversions of one batch: the ORIGINAL's answers to the verification
+    cases, recorded once (``runners.shared``: keyed by its sha256 and each case's digest), and what a ``reusable``
+    hop made of the same input bytes with the same options and tool versions (``_run_hop``).
     """
     options = dict(options or {})
     say = progress or (lambda msg: None)
@@ -204,7 +205,7 @@ def convert(
                     raise UnsupportedModelError("; ".join(found))
             say(f"{spec.key.source} -> {spec.key.target} ({spec.key.name})")
             t0 = time.perf_counter()
-            previous, hop = current, conv.convert(current, dest, opts)
+            previous, (hop, reused) = current, _run_hop(conv, current, dest, opts, batch_cache)
             if not isinstance(hop, HopResult):
                 raise TypeError(f"converter {spec.key.name} returned {type(hop).__name__}, not HopResult")
             current = hop.artifact
@@ -216,6 +217,8 @@ def convert(
                 "options": opts.to_dict(), "produced": hop.facts,
                 "seconds": round(time.perf_counter() - t0, 3),
             })
+            if reused:
+                manifest["hops"][-1]["reused"] = "this hop's output for the same input sha256, options and versions"
             manifest.update(hop.manifest)  # facts only the converter knows (TensorRT build, source metadata)
         policy = hop.policy
         # the dictionary (--dict over the source's own) and pre/post-processing travel with every artifact
@@ -226,7 +229,8 @@ def convert(
         if verify:
             say("verifying against the original source")
             report = _verify(reference, current, policy, images=images, tolerances=tolerances, family=family,
-                             dictionary=dictionary, seed=seed, say=say, manifest=manifest, shared=source_outputs)
+                             dictionary=dictionary, seed=seed, say=say, manifest=manifest,
+                             shared=Path(batch_cache) / "source-outputs" if batch_cache else None)
             report.target = str(dest_path)  # not the staging path, which is gone after the commit
         failed = report is not None and not report.passed
         landed = slot.failed_path if failed else slot.path
@@ -246,6 +250,42 @@ def convert(
         landed = slot.commit(current.path, failed=failed)
     art = detect(landed)
     return ConversionResult(art, manifest_path(landed), manifest, report, names)
+
+
+def _run_hop(conv, current: Artifact, dest: Path, opts, cache) -> tuple[HopResult, bool]:
+    """The hop's ``convert``, or, for a ``reusable`` converter (deterministic, one file out, the default policy) in a
+    batch, the file it made of the same input bytes with the same options and tool versions earlier in the batch
+    (checked against its recorded sha256; anything else runs the hop). (result, reused)."""
+    if cache is None or not getattr(conv, "reusable", False) or not current.path.exists():
+        return conv.convert(current, dest, opts), False
+    import hashlib
+
+    key = {"input": sha256_artifact(current.path), "converter": conv.key.name, "options": opts.to_dict(),
+           "versions": conv.versions()}
+    folder = Path(cache) / "hops" / hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    try:
+        record = json.loads((folder / "hop.json").read_text())
+        if sha256_artifact(folder / "output") == record["sha256"]:
+            shutil.copyfile(folder / "output", dest)
+            return HopResult(detect(dest), record["facts"], record["manifest"]), True
+        log.warning("kept hop output %s does not match its record: running the hop", folder)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    hop = conv.convert(current, dest, opts)
+    if hop.artifact.path.is_file() and hop.policy == VerificationPolicy():
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".", suffix=".tmp", dir=folder.parent))
+            shutil.copyfile(hop.artifact.path, tmp / "output")
+            (tmp / "hop.json").write_text(json.dumps({"key": key, "sha256": sha256_artifact(tmp / "output"),
+                                                      "facts": hop.facts, "manifest": hop.manifest}, default=str))
+            try:
+                tmp.rename(folder)  # whole or not at all; another job's copy may have landed first
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError as exc:
+            log.warning("cannot keep the hop's output for reuse: %s", exc)
+    return hop, False
 
 
 def _verify(reference: Artifact, current: Artifact, policy: VerificationPolicy, *, images, tolerances, family,
@@ -390,7 +430,7 @@ def _relocate_manifest(artifact: Path, staged_root: Path, final_root: Path) -> N
 def convert_set(
     source, output, *, to: str, verify: bool = True, options: Mapping | None = None, images=None,
     tolerances: Tolerances | None = None, seed: int = 0, force: bool = False, device: str = "cpu",
-    progress: Callable[[str], None] | None = None, source_outputs=None,
+    progress: Callable[[str], None] | None = None, batch_cache=None,
 ) -> SetConversionResult:
     """Convert a model set (a :class:`ModelSet`, or what ``read_set`` reads: a set folder, a PaddleOCR model-set
     folder or a stage YAML) to ``to``
@@ -433,7 +473,7 @@ def convert_set(
             t0 = time.perf_counter()
             res = convert(stage_src, staged / name, target=target, route=prefer, verify=verify, options=options,
                           images=images, tolerances=tolerances, seed=seed,
-                          dictionary=src_set.dictionary if name == "rec" else None, source_outputs=source_outputs,
+                          dictionary=src_set.dictionary if name == "rec" else None, batch_cache=batch_cache,
                           progress=lambda msg, n=name: say(f"[{n}] {msg}"))
             stage_dir = staged / name
             dict_name = _carry_side_files(name, stage_src, res, src_set.dictionary if name == "rec" else None,
@@ -524,6 +564,91 @@ def _verify_set(src_set, staged: Path, final: Path, stages: dict, dictionary_rel
             "verified_against": {s: str(p) for s, p in reference.stages.items()}, "totals": report.totals()}, report
 
 
-__all__ = ["convert", "convert_set", "original_set", "ConversionResult", "SetConversionResult", "TARGET_NAMES", "original_source",
+@dataclass
+class VlmConversionResult:
+    """A whole VLM exported as one folder (``vlm-export MODEL --parts all``): the encoder's spine result and
+    the end-to-end generation report against transformers' ``generate`` (None when not run)."""
+    path: Path
+    record: dict
+    encoder: ConversionResult
+    report: ParityReport | None
+
+    @property
+    def passed(self) -> bool:
+        return self.record.get("status") != "failed-verification"
+
+    def summary_line(self) -> str:
+        gen = self.report.summary_line() if self.report is not None else "generation NOT RUN"
+        return f"encoder {_stage_verdict(self.encoder)} | {gen}"
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "passed": self.passed, "summary": self.summary_line(), **self.record,
+                "encoder_result": self.encoder.to_dict(),
+                "verification": self.report.to_dict() if self.report is not None else None}
+
+
+def convert_vlm(model: str, output, *, checkpoint=None, layers: int | None = None, precision: str = "fp32",
+                opset: int = 18, sizes=(), new_tokens: int = 64, prompt_ids=None, seed: int = 0, verify: bool = True,
+                force: bool = False, progress: Callable[[str], None] | None = None) -> VlmConversionResult:
+    """The whole VLM into the folder ``output``: the encoder through :func:`convert` (the ``vlm-onnx`` route,
+    verified against the transformers tower), then the token embedding and the KV-cache decoder
+    (``vlm.bundle``), then the folder's greedy generation in ONNX Runtime against transformers' ``generate`` on
+    the same weights at each size. Committed as one folder (``atomic.OutputSlot``); a failed verdict lands
+    only under ``OUTPUT.FAILED``. Without a checkpoint the seeded random model is written to the staging
+    folder first, so the encoder route and the decoder read the same weights."""
+    from .vlm import bundle, tower_source
+    from .vlm.export import parse_size
+    from .vlm.hunyuan import DEFAULT_SIZES
+    from .vlm.hunyuan_lm import build_model
+
+    say = progress or (lambda msg: None)
+    bundle.check_model(model)
+    if precision not in ("fp32", "fp16"):
+        raise UsageError(f"precision {precision} is not available for --parts all", hint="fp32 or fp16")
+    if new_tokens < 1:
+        raise UsageError("--new-tokens must be >= 1")
+    out = Path(output)
+    if out.suffix in (".onnx", ".pt2"):
+        raise UsageError(f"-o {out} names a file; --parts all writes a folder", hint="Name a folder, e.g. -o hunyuan-ocr/")
+    size_list = [parse_size(s) for s in sizes] or [tuple(s) for s in DEFAULT_SIZES]
+    ck = Path(checkpoint).expanduser() if checkpoint else None
+    if ck is not None and not ck.is_dir():
+        raise UsageError(f"--checkpoint {checkpoint} is not a folder",
+                         hint="Pass the checkpoint folder (config.json + model*.safetensors).")
+    with OutputSlot(out, is_dir=True, sources=[ck] if ck else [], force=force) as slot:
+        staged = slot.stage / "vlm"
+        staged.mkdir()
+        say("building the model" + (f" from {ck}" if ck else " (seeded random weights)"))
+        model_obj = build_model(ck, layers=layers, vision_layers=layers, seed=seed)
+        if ck is None:
+            ck = slot.stage / "seeded-checkpoint"
+            model_obj.save_pretrained(str(ck))
+        enc_options = {"precision": precision, "opset": opset, "seed": seed,
+                       "sizes": [f"{h}x{w}" for h, w in size_list], **({"layers": layers} if layers else {})}
+        encoder = convert(tower_source(model, ck), staged / "encoder.onnx", target="onnx", route="vlm-onnx",
+                          verify=verify, options=enc_options, progress=lambda m: say(f"[encoder] {m}"))
+        say("[decoder] torch.onnx.export: token embedding and decoder with KV cache")
+        facts = bundle.export_language_parts(model_obj, staged, precision=precision, opset=opset,
+                                             encoder_manifest=encoder.manifest_path.name)
+        bundle.carry_tokenizer(Path(checkpoint).expanduser() if checkpoint else None, staged)
+        report = None
+        if verify:
+            report = bundle.verify_generation(staged, model_obj, sizes=size_list, precision=precision,
+                                              new_tokens=new_tokens, seed=seed, prompt_ids=prompt_ids,
+                                              say=lambda m: say(f"[generate] {m}"))
+        failed = not encoder.passed or (report is not None and not report.passed)
+        record = {"status": "failed-verification" if failed else ("verified" if verify else "unverified"),
+                  "model": model, "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+                  "weights": "checkpoint" if checkpoint else f"seeded random (seed {seed})", "precision": precision,
+                  "layers": layers, "produced": facts, "encoder_verdict": _stage_verdict(encoder),
+                  "generation_verification": report.to_dict() if report is not None else None}
+        bundle.record_verdict(staged, record)
+        _relocate_manifest(encoder.artifact.path, staged, slot.failed_path if failed else slot.path)
+        landed = slot.commit(staged, failed=failed)
+    encoder.artifact = detect(landed / "encoder.onnx")
+    return VlmConversionResult(landed, record, encoder, report)
+
+
+__all__ = ["convert", "convert_set", "convert_vlm", "VlmConversionResult", "original_set", "ConversionResult", "SetConversionResult", "TARGET_NAMES", "original_source",
            "available_converters", "broken_plugins",
            "final_path", "Precision"]

@@ -29,8 +29,12 @@ def register(app: typer.Typer) -> None:
                    images: Annotated[Optional[list[Path]], typer.Option("--image", help="Also verify on this image file (repeatable).")] = None,
                    no_verify: NoVerifyOpt = False,
                    seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights (no --checkpoint) and of the verification inputs.")] = 0,
+                   parts: Annotated[str, typer.Option("--parts", help="encoder (one file) | all: encoder + token embedding + decoder with KV cache into the folder -o, verified by greedy generation against transformers.")] = "encoder",
+                   new_tokens: Annotated[int, typer.Option("--new-tokens", help="--parts all: greedy tokens compared per verification size.")] = 64,
+                   prompt_ids: Annotated[Optional[str], typer.Option("--prompt-ids", help="--parts all: the verification prompt as token ids (default: seeded ids after the image).")] = None,
                    force: ForceOpt = False, json: JsonOpt = False, debug: DebugOpt = False) -> int:
-        """VLM vision tower -> ONE ONNX model (or .pt2) for any image size, verified against transformers."""
+        """VLM vision tower -> ONE ONNX model (or .pt2) for any image size, verified against transformers;
+        --parts all: the whole VLM (encoder, embedding, KV-cache decoder) as ONNX in one folder."""
         from ..errors import UsageError
         from ..pipeline import convert
         from ..vlm import tower_source
@@ -38,6 +42,14 @@ def register(app: typer.Typer) -> None:
 
         if fp16 and bf16:
             raise UsageError("--fp16 and --bf16 exclude each other")
+        if parts not in ("encoder", "all"):
+            raise UsageError(f"--parts {parts!r} is not encoder or all")
+        if parts == "all":
+            return _export_all(model, output, checkpoint=checkpoint, layers=layers, opset=opset, fp16=fp16, bf16=bf16,
+                               unsupported={"--interpolation": interpolation, "--block": block, "--export-size": export_size,
+                                            "--device": device, "--reference-device": reference_device, "--image": images},
+                               sizes=sizes, new_tokens=new_tokens, prompt_ids=prompt_ids, seed=seed, verify=not no_verify,
+                               force=force, json=json)
         if output.suffix not in TARGETS:
             raise UsageError(f"{output.name}: the output must end in .onnx or .pt2",
                              hint="e.g. -o encoder.onnx, or -o encoder.pt2 for an AOTInductor package")
@@ -52,6 +64,29 @@ def register(app: typer.Typer) -> None:
                              force=force, progress=say)
         convention = result.manifest["interpolation"]["convention"]
         return finish(result, json, f"wrote {result.artifact.path} (interpolation: {convention})", result.manifest_path)
+
+    @app.command("vlm-generate")
+    def vlm_generate(folder: Annotated[Path, typer.Argument(help="A folder written by vlm-export --parts all")],
+                     image: Annotated[Path, typer.Argument(help="Image file")],
+                     prompt: Annotated[Optional[str], typer.Option("--prompt", help="Prompt text (needs the checkpoint's tokenizer in the folder).")] = None,
+                     prompt_ids: Annotated[Optional[str], typer.Option("--prompt-ids", help="Prompt as token ids, e.g. 1,2,3 (the image token marks where the image goes; without it the image comes first).")] = None,
+                     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Greedy tokens at most (stops at EOS).")] = 128,
+                     json: JsonOpt = False, debug: DebugOpt = False) -> int:
+        """Image + prompt -> greedy tokens with the exported VLM in ONNX Runtime (no PyTorch)."""
+        from ..vlm.generate import generate_cli
+        from .render import emit_json, err, out, progress
+
+        with progress(not json) as say:
+            info = generate_cli(folder, image, prompt=prompt, prompt_ids=prompt_ids, max_new_tokens=max_new_tokens,
+                                progress=say)
+        if json:
+            emit_json(info)
+        else:
+            out.print(info["text"] if info.get("text") is not None else ",".join(map(str, info["tokens"])),
+                      highlight=False, markup=False)
+            err.print(f"{info['new_tokens']} tokens, prompt {info['prompt_length']} ({info['image_tokens']} image), "
+                      f"{info['seconds']['total']:.2f} s", highlight=False)
+        return 0
 
     @app.command("vlm-embed")
     def vlm_embed(encoder: Annotated[Path, typer.Argument(help="An encoder.onnx written by vlm-export")],
@@ -68,3 +103,32 @@ def register(app: typer.Typer) -> None:
         else:
             out.print(f"wrote {output}: {info['shape']} from {info['pixel_values']} pixels")
         return 0
+
+
+def _export_all(model, output, *, checkpoint, layers, opset, fp16, bf16, unsupported, sizes, new_tokens, prompt_ids,
+                seed, verify, force, json) -> int:
+    from ..errors import UsageError
+    from ..pipeline import convert_vlm
+    from ..vlm.generate import parse_ids
+    from .render import emit_json, err, out, print_report, progress
+
+    if bf16:
+        raise UsageError("--bf16 is not available for --parts all", hint="fp32 (default) or --fp16")
+    given_flags = [flag for flag, value in unsupported.items() if value]
+    if given_flags:
+        raise UsageError(f"{', '.join(given_flags)} apply to the encoder alone", hint="Use --parts encoder for them.")
+    with progress(not json) as say:
+        result = convert_vlm(model, output, checkpoint=checkpoint, layers=layers, precision="fp16" if fp16 else "fp32",
+                             opset=opset or 18, sizes=sizes or (), new_tokens=new_tokens,
+                             prompt_ids=parse_ids(prompt_ids) if prompt_ids else None, seed=seed, verify=verify,
+                             force=force, progress=say)
+    if json:
+        emit_json(result.to_dict())
+    else:
+        if result.report is not None:
+            print_report(result.report)
+        out.print(f"wrote {result.path}", highlight=False)
+        err.print(result.summary_line(), highlight=False, markup=False)
+    from ..errors import ExitCode
+
+    return int(ExitCode.OK if result.passed else ExitCode.PARITY_FAILED)
