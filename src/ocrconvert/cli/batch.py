@@ -5,6 +5,7 @@ shards' reports."""
 from __future__ import annotations
 
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,6 +14,11 @@ from typer.core import TyperGroup
 
 from .options import DebugOpt, JsonOpt
 from .render import emit_json, err, out
+
+class ExecutorName(str, Enum):
+    local = "local"
+    ray = "ray"
+
 
 _STYLE = {"passed": "green", "resumed": "cyan", "xfail": "yellow"}
 
@@ -101,6 +107,13 @@ def register(app: typer.Typer) -> None:
               timings: Annotated[Optional[Path], typer.Option("--timings", help="With --shard: balance by the job "
                                                               "seconds of a previous report (folder or report.json) "
                                                               "instead of the cost table.")] = None,
+              executor: Annotated[ExecutorName, typer.Option("--executor",
+                                                    help="Where jobs run: local worker processes, or Ray tasks on a "
+                                                         "cluster (output, report folder and model cache on a shared "
+                                                         "file system; extra 'ray').")] = ExecutorName.local,
+              address: Annotated[Optional[str], typer.Option("--address", help="With --executor ray: the cluster "
+                                                             "head HOST:PORT (default RAY_ADDRESS, else a Ray started "
+                                                             "on this machine).")] = None,
               json: JsonOpt = False, debug: DebugOpt = False) -> int:
         """Convert and verify every model × target of a config; each job in its own process.
 
@@ -116,12 +129,21 @@ def register(app: typer.Typer) -> None:
 
             raise UsageError("--timings only balances shards", hint="Add --shard K/N, or drop --timings.")
         part = parse_shard(shard) if shard is not None else None  # a bad K/N is refused before the config is read
+        if address is not None and executor is not ExecutorName.ray:
+            from ..errors import UsageError
+
+            raise UsageError("--address names a Ray cluster, but the executor is local", hint="Add --executor ray.")
+        runner = None
+        if executor is ExecutorName.ray:
+            from ..zoo.batch.ray_executor import ray_executor
+
+            runner = ray_executor(address)
         cfg = load_config(config)
         if part is not None:
             cfg, _ = shard_config(cfg, part, timings, {"seed": seed, "timeout": timeout})
         with _progress(not json, len(cfg.jobs)) as on_event:
             result = run_batch(cfg, jobs=jobs, resume=resume, timeout=timeout, seed=seed, report_dir=report_dir,
-                               on_event=on_event)
+                               on_event=on_event, executor=runner)
         if json:
             emit_json(result.to_dict())
         else:

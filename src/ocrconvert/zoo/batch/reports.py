@@ -43,6 +43,7 @@ class JobRecord:
     stages: dict | None = None  # a set job: each stage's verdict
     pipeline: str | None = None  # a set job: the end-to-end pipeline verdict
     timings: dict | None = None  # seconds: job (in its worker), convert (the hops), verify, worker_imports
+    node: str | None = None    # where it ran, with --executor ray: IP/NODE_ID of the Ray node
 
     def to_dict(self) -> dict:
         d = asdict(self)
