@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -34,10 +35,21 @@ CLI = "from ocrconvert.cli.app import main; main()"
 LEFTOVER_SUFFIXES = (".partial", ".tmp", ".old", ".lock", ".job.json", ".result.json")
 
 
-def run(config: Path, jobs: int, resume: bool, kill_after: float | None = None) -> tuple[float, dict | None, int]:
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+CPU: dict[str, float] = {}  # run name -> CPU seconds of the batch and its workers (the load of others excluded)
+LOAD: dict[str, float] = {}  # run name -> 1-minute load average at its end (other processes on the machine)
+
+
+def run(config: Path, jobs: int, resume: bool, kill_after: float | None = None,
+        name: str = "") -> tuple[float, dict | None, int]:
     cmd = [sys.executable, "-c", CLI, "batch", str(config), "-j", str(jobs), "--json"]
     if resume:
         cmd.append("--resume")
+    c0 = _cpu()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -47,6 +59,7 @@ def run(config: Path, jobs: int, resume: bool, kill_after: float | None = None) 
         proc.communicate()
         return time.perf_counter() - t0, None, proc.returncode
     wall = time.perf_counter() - t0
+    CPU[name], LOAD[name] = _cpu() - c0, os.getloadavg()[0]
     try:
         report = json.loads(out)
     except ValueError:
@@ -101,7 +114,7 @@ def main(argv=None) -> int:
     rows, failures = [], []
     try:
         if args.kill_after is None:
-            cold_s, cold, cold_rc = run(cfg, args.jobs, resume=False)
+            cold_s, cold, cold_rc = run(cfg, args.jobs, resume=False, name="cold")
             rows.append(("cold", cold_s, COLD_TARGET_S, cold_rc, counts(cold)))
         else:
             killed_s, _, killed_rc = run(cfg, args.jobs, resume=False, kill_after=args.kill_after)
@@ -109,13 +122,13 @@ def main(argv=None) -> int:
             time.sleep(1.0)  # the orphaned workers die with the batch (the resume would reap them anyway)
             rows.append((f"cold, SIGKILLed at {args.kill_after:g} s", killed_s, None, killed_rc,
                          f"{len(before)} finished, {len(leftovers(out))} leftover files"))
-            cold_s, cold, cold_rc = run(cfg, args.jobs, resume=True)
+            cold_s, cold, cold_rc = run(cfg, args.jobs, resume=True, name="resume (`--resume`)")
             redone = [j["id"] for j in cold["jobs"] if j["id"] in before and j["status"] != "resumed"]
             failures += [f"redone after it finished: {j}" for j in redone]
             rows.append(("resume (`--resume`)", cold_s, None, cold_rc, counts(cold)))
         failures += [f"{j['id']}: {j['status']} ({(j.get('error') or {}).get('message', '')[:120]})"
                      for j in cold["jobs"] if not j["ok"]]
-        warm_s, warm, warm_rc = run(cfg, args.jobs, resume=True)
+        warm_s, warm, warm_rc = run(cfg, args.jobs, resume=True, name="warm (`--resume`)")
         rows.append(("warm (`--resume`)", warm_s, WARM_TARGET_S, warm_rc, counts(warm)))
         left = leftovers(out)
         failures += [f"left behind: {p}" for p in left]
@@ -127,19 +140,33 @@ def main(argv=None) -> int:
           f"python {platform.python_version()}; models already in the cache (download not timed).\n")
     kill = f" --kill-after {args.kill_after:g}" if args.kill_after is not None else ""
     print(f"Command: `python scripts/bench_zoo.py --config {args.config} -j {args.jobs}{kill}`\n")
-    print("| run | wall s | target | verdict | exit | jobs |")
-    print("|---|---:|---:|---|---:|---|")
+    print("| run | wall s | CPU s | load (1 min) | target | verdict | exit | jobs |")
+    print("|---|---:|---:|---:|---:|---|---:|---|")
     for name, s, target, rc, what in rows:
         tgt, verd = (f"≤ {target:g}", verdict(s, target)) if target else ("-", "-")
-        print(f"| {name} | {s:.2f} | {tgt} | {verd} | {rc} | {what} |")
-    print("\n| job | status | exit | s | max abs vs original |")
-    print("|---|---|---:|---:|---:|")
+        cpu = f"{CPU[name]:.1f}" if name in CPU else "-"
+        load = f"{LOAD[name]:.1f}" if name in LOAD else "-"
+        print(f"| {name} | {s:.2f} | {cpu} | {load} | {tgt} | {verd} | {rc} | {what} |")
+    print(f"\nA load above {os.cpu_count()} means other processes shared the cores: wall times stretch, CPU times "
+          "do not.\n")
+    print("| job | status | exit | s | worker imports s | convert s | verify s | max abs vs original |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for j in cold["jobs"]:
         mabs = f"{j['worst_max_abs']:.3g}" if isinstance(j.get("worst_max_abs"), float) else "-"
         status = j["status"] + (f" ({(j.get('error') or {}).get('message', '')[:90]})"
                                 if j["status"] not in ("passed", "resumed") else "")
-        print(f"| {j['id']} | {status} | {j['exit_code']} | {j['seconds']:.1f} | {mabs} |")
-    print(f"\nSum of job seconds: {sum(j['seconds'] for j in cold['jobs']):.0f} s over {args.jobs} parallel jobs.")
+        t = j.get("timings") or {}
+        cells = " | ".join(f"{t[k]:.1f}" if isinstance(t.get(k), (int, float)) else "-"
+                           for k in ("worker_imports", "convert", "verify"))
+        print(f"| {j['id']} | {status} | {j['exit_code']} | {j['seconds']:.1f} | {cells} | {mabs} |")
+    timed = [j.get("timings") or {} for j in cold["jobs"]]
+    total = {k: sum(float(t.get(k) or 0.0) for t in timed) for k in ("job", "worker_imports", "convert", "verify")}
+    print(f"\nSum of job seconds: {sum(j['seconds'] for j in cold['jobs']):.0f} s over {args.jobs} parallel jobs; "
+          f"in the workers: {total['job']:.0f} s, of which worker imports {total['worker_imports']:.0f} s, "
+          f"converting {total['convert']:.0f} s, verifying {total['verify']:.0f} s.")
+    if total["job"]:
+        print(f"Verification overhead: {100 * total['verify'] / total['job']:.0f} % of the job time "
+              f"({100 * total['verify'] / max(total['convert'], 1e-9):.0f} % of the conversion hops' time).")
     if failures:
         print("\nProblems:\n" + "\n".join(f"- {f}" for f in failures))
     return 0 if not failures and cold_rc == 0 and warm_rc == 0 and warm_s <= WARM_TARGET_S else 1

@@ -71,6 +71,9 @@ class Converter:
     options_type: type[RouteOptions] = NoOptions
     tool: str = ""
     context: HopContext | None = None   # set by the spine before convert()
+    # deterministic, one file out, default policy: within a batch the spine may reuse its output for the same input
+    # bytes, options and versions (pipeline._run_hop) instead of running it again
+    reusable: bool = False
 
     def preflight(self, options: RouteOptions) -> list[str]:
         """What this machine lacks for these options (a GPU, a runtime), asked of every hop before any

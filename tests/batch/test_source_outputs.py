@@ -1,4 +1,4 @@
-"""The ORIGINAL's answers recorded once and shared (``pipeline.convert(source_outputs=...)``, what a batch's jobs
+"""The ORIGINAL's answers recorded once and shared (``pipeline.convert(batch_cache=...)``, what a batch's jobs
 of one model share): a second conversion of the same source does not run it again, the verdict is judged on the
 recording (a recording that is not the source's answer FAILS it), and a changed source gets its own recording.
 The v4 cls ONNX twin to torch: ONNX Runtime is the source runtime, so every ORT call is a source run."""
@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from _cli_helpers import needs_torch
+from _cli_helpers import needs_paddle, needs_torch
 
 pytestmark = [pytest.mark.torch, pytest.mark.zoo, needs_torch]
 
@@ -28,7 +28,7 @@ def test_source_outputs_recorded_once_judged_on_and_keyed_by_the_source_digest(t
     monkeypatch.setattr(OnnxRuntimeRunner, "_infer", lambda self, feed: runs.append(1) or infer(self, feed))
 
     def conv(name):
-        return convert(src, tmp_path / name, target="torch", route="onnx2torch", source_outputs=shared)
+        return convert(src, tmp_path / name, target="torch", route="onnx2torch", batch_cache=shared)
 
     first = conv("a")
     assert first.passed and runs
@@ -58,3 +58,25 @@ def test_source_outputs_recorded_once_judged_on_and_keyed_by_the_source_digest(t
     assert fourth.passed and len(runs) == len(fourth.report.cases)
     assert fourth.manifest["source"]["sha256"] != first.manifest["source"]["sha256"]
     assert len({p.parent.parent.name for p in shared.rglob("*.npz")}) == 2
+
+
+@needs_paddle
+@pytest.mark.paddle
+def test_a_reusable_hop_runs_once_per_batch_cache_and_a_damaged_kept_output_is_not_reused(tmp_path, zoo_model):
+    """paddle2onnx (``reusable``): the ONNX job's hop serves the torch job's first hop (same source bytes, options,
+    versions); a kept output that no longer matches its recorded sha256 is not used."""
+    from ocrconvert.pipeline import convert
+
+    src, cache = zoo_model("ppocrv4-cls"), tmp_path / "cache"
+    first = convert(src, tmp_path / "a.onnx", target="onnx", verify=False, batch_cache=cache)
+    assert "reused" not in first.manifest["hops"][0]
+    kept = sorted((cache / "hops").glob("*/output"))
+    assert len(kept) == 1
+
+    second = convert(src, tmp_path / "b", target="torch", route="onnx2torch", verify=False, batch_cache=cache)
+    hop = second.manifest["hops"][0]
+    assert hop["converter"] == "paddle2onnx" and "reused" in hop and hop["produced"] == first.manifest["hops"][0]["produced"]
+
+    kept[0].write_bytes(kept[0].read_bytes()[:-16])  # damaged: truncated
+    third = convert(src, tmp_path / "c.onnx", target="onnx", batch_cache=cache)
+    assert "reused" not in third.manifest["hops"][0] and third.passed  # ran again, and verified against Paddle

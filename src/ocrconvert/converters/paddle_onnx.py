@@ -39,6 +39,7 @@ class PaddleToOnnxOptions(RouteOptions):
                     description="paddle2onnx (child process), dictionary + pre/post-processing in metadata")
 class PaddleToOnnx(Converter):
     tool = "paddle2onnx"
+    reusable = True  # deterministic, one file: a batch converts a source once for all its routes (pipeline._run_hop)
 
     def check(self, source: Artifact, options: PaddleToOnnxOptions) -> list[str]:
         from ..paddle_program import read_program

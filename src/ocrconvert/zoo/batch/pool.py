@@ -45,6 +45,7 @@ class _Worker:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, str(ctx.threads))
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads must not spin on shared cores
+        env["OCRCONVERT_WORKER_SPAWNED"] = repr(time.time())  # its first job reports the start-up it paid
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ocrconvert.zoo.batch.worker", "--serve", str(cmd_r), str(ack_w),

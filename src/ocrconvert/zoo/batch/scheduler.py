@@ -104,11 +104,11 @@ def run_batch(config: BatchConfig, *, jobs: int = 1, resume: bool = False, timeo
     return result
 
 
-def source_outputs(ctx: RunContext) -> Path:
-    """Where the batch's jobs record the ORIGINALs' answers once and share them (``runners.shared``): one folder
-    per set of tool versions (another Paddle or ONNX Runtime records its own)."""
+def batch_cache(ctx: RunContext) -> Path:
+    """What the batch's jobs share (``pipeline.convert(batch_cache=)``): the ORIGINALs' answers recorded once and
+    reusable hops' outputs; one folder per set of tool versions (another Paddle or ONNX Runtime starts afresh)."""
     tools = hashlib.sha256(json.dumps(ctx.versions, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return ctx.state_dir / "source-outputs" / tools
+    return ctx.state_dir / "cache" / tools
 
 
 def _to_run(ctx: RunContext, specs: list[JobSpec], records: dict[str, JobRecord]) -> list[tuple[JobSpec, object]]:
@@ -247,8 +247,13 @@ def _forget_run(ctx: RunContext, job: JobSpec) -> None:
 # ------------------------------------------------------------------------------------ sweeping
 def _sweep_state(ctx: RunContext, jobs: list[JobSpec], report_dir: Path) -> None:
     """Before any job: reap workers a killed run left, drop half-written state and reports."""
-    for p in [*ctx.state_dir.glob(".*.tmp"), *ctx.state_dir.glob("source-outputs/**/.*.tmp")]:
-        p.unlink(missing_ok=True)
+    for p in [*ctx.state_dir.glob(".*.tmp"), *ctx.state_dir.glob("cache/**/.*.tmp")]:
+        if p.is_dir():  # a kept hop output being written
+            import shutil
+
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
     for name in REPORT_FILES:
         for p in stale_temps(report_dir / name):
             p.unlink(missing_ok=True)
@@ -352,7 +357,7 @@ def write_intent(ctx: RunContext, job: JobSpec, rec: JobRecord, src) -> Path:
             "output": str(job.output),
             "target": job.pipeline_target, "route": job.route, "options": job.options, "atol": job.atol,
             "rtol": job.rtol, "seed": job.seed, "verify": job.verify, "family": job.family, "dict": job.dict,
-            "images": job.images, "parent_pid": os.getpid(), "source_outputs": str(source_outputs(ctx))}
+            "images": job.images, "parent_pid": os.getpid(), "batch_cache": str(batch_cache(ctx))}
     intent = ctx.intent(job)
     write_text(intent, json.dumps(spec))
     rec.log = str(ctx.logs_dir / f"{job.id}.log")

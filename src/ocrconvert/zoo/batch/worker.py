@@ -66,7 +66,7 @@ def run_job(spec: dict) -> dict:
         return run_set_job(spec, tol, points)
     res = convert(spec["source"], spec["output"], target=spec["target"], route=spec["route"], verify=spec["verify"],
                   options=spec["options"], images=spec["images"], tolerances=tol, family=spec["family"],
-                  dictionary=spec["dict"], seed=spec["seed"], force=True, source_outputs=spec.get("source_outputs"),
+                  dictionary=spec["dict"], seed=spec["seed"], force=True, batch_cache=spec.get("batch_cache"),
                   progress=lambda msg: print(f"[progress] {msg}", flush=True))
     killpoints.in_worker(points, "committed", job, batch_pid)
     rep = res.report
@@ -101,7 +101,7 @@ def run_set_job(spec: dict, tol, points) -> dict:
                             where=f"job {job}")
     res = convert_set(model_set, spec["output"], to=spec["to"], verify=spec["verify"], options=spec["options"],
                       images=spec["images"], tolerances=tol, seed=spec["seed"], force=True,
-                      source_outputs=spec.get("source_outputs"),
+                      batch_cache=spec.get("batch_cache"),
                       progress=lambda msg: print(f"[progress] {msg}", flush=True))
     killpoints.in_worker(points, "committed", job, batch_pid)
     record = res.record
@@ -168,12 +168,15 @@ def main(job_file: Path, result_path: Path) -> int:
 
 def _preload() -> float:
     """Import the spine and its converters once, before the first job (torch, Paddle and the other runtimes are
-    imported by the first job that needs them, and stay: a worker that only runs ONNX jobs never pays for Paddle)."""
-    t0 = time.perf_counter()
+    imported by the first job that needs them, and stay: a worker that only runs ONNX jobs never pays for Paddle).
+    The seconds since the pool spawned this worker."""
     from ...pipeline import available_converters
 
     available_converters()
-    return time.perf_counter() - t0
+    try:
+        return max(0.0, time.time() - float(os.environ.get("OCRCONVERT_WORKER_SPAWNED", "")))
+    except ValueError:
+        return 0.0
 
 
 def serve(cmd_fd: int, ack_fd: int, parent_pid: int) -> int:
