@@ -121,11 +121,22 @@ class _Worker:
         return code
 
 
+def _expected_cost(job: JobSpec) -> float:
+    """The job's expected seconds (the CI shards' cost table): the longest jobs start first, so a long one (a
+    set's end-to-end parity) does not start last and leave one core idle."""
+    from .shards import table_cost
+
+    try:
+        return float(table_cost(job))
+    except Exception:  # noqa: BLE001 - an order is only an optimisation
+        return 0.0
+
+
 def run_pool(ctx, pending: list[tuple[JobSpec, object]], records: dict[str, JobRecord]) -> None:
     """The default executor: every pending job through the pool, each recorded by ``record_outcome``."""
     from .scheduler import _kill_group, _sweep_slot, record_outcome
 
-    pending = list(pending)
+    pending = sorted(pending, key=lambda p: -_expected_cost(p[0]))  # longest first (stable: config order on ties)
     slots: list[_Worker | None] = [None] * ctx.parallel
 
     def finish(i: int, w: _Worker, code: int | None, retire: bool) -> None:
