@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -33,11 +34,18 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
+    work = Path(tempfile.mkdtemp(prefix="bench-triton-"))
+    try:
+        return _run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args, work: Path) -> int:
     import ocrconvert
     from ocrconvert.ocr.pages import STYLES, render_page
     from ocrconvert.serving import TritonServer, write_repository
 
-    work = Path(tempfile.mkdtemp(prefix="bench-triton-"))
     pages = [render_page(100 + i, STYLES[i % len(STYLES)]).save(work / "pages") for i in range(args.pages)]
     blobs = [p.read_bytes() for p in pages]
 

@@ -27,6 +27,7 @@ def server(served_set, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("triton")
     write_repository(served_set, root / "repo", backend="python")
+    _add_damaged_ocr(root / "repo")
     t0 = time.perf_counter()
     srv = TritonServer(root / "repo", log_path=root / "tritonserver.log", ready_timeout=300).start()
     print(f"tritonserver ready in {time.perf_counter() - t0:.1f} s")
@@ -35,6 +36,20 @@ def server(served_set, tmp_path_factory):
     finally:
         srv.stop()
         assert srv.proc.poll() is not None
+
+
+def _add_damaged_ocr(repo):
+    """``ocr_damaged``: the ocr model with its dictionary shifted by one entry (a negative control: the parity
+    assertion must catch a server that reads the wrong characters)."""
+    import shutil
+
+    shutil.copytree(repo / "ocr", repo / "ocr_damaged")
+    cfg = repo / "ocr_damaged" / "config.pbtxt"
+    cfg.write_text(cfg.read_text().replace('name: "ocr"', 'name: "ocr_damaged"').replace("count: 2", "count: 1"))
+    spec_path = repo / "ocr_damaged" / "1" / "pipeline.json"
+    spec = json.loads(spec_path.read_text())
+    spec["dictionary"] = spec["dictionary"][1:] + spec["dictionary"][:1]
+    spec_path.write_text(json.dumps(spec))
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +79,8 @@ def _infer(server, protocol: str, data: np.ndarray, *, model="ocr", name="image"
     return client.infer(model, [inp], **kwargs)
 
 
-def _ocr(server, protocol: str, path) -> dict:
-    r = _infer(server, protocol, np.frombuffer(path.read_bytes(), np.uint8))
+def _ocr(server, protocol: str, path, model: str = "ocr") -> dict:
+    r = _infer(server, protocol, np.frombuffer(path.read_bytes(), np.uint8), model=model)
     return {"boxes": r.as_numpy("boxes"), "texts": [t.decode("utf-8") for t in r.as_numpy("texts")],
             "scores": r.as_numpy("scores")}
 
@@ -83,6 +98,12 @@ def test_http_and_grpc_answer_what_ocr_answers(server, expected, pages):
     for page in pages:
         for protocol in ("http", "grpc"):
             _assert_same(_ocr(server, protocol, page), expected[page.name])
+
+
+def test_a_damaged_ocr_model_fails_the_comparison(server, expected, pages):
+    got = _ocr(server, "http", pages[0], model="ocr_damaged")
+    with pytest.raises(AssertionError):
+        _assert_same(got, expected[pages[0].name])
 
 
 def test_concurrent_clients(server, expected, pages):
