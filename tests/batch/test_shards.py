@@ -191,13 +191,13 @@ def _norm(text: str, *roots: Path) -> str:
 
 
 def _normal_report(doc: dict, *roots: Path) -> dict:
-    """A report without its timings, paths and shard bookkeeping."""
+    """A report without its timings, paths, nodes and shard bookkeeping."""
     doc = json.loads(_norm(json.dumps(doc), *roots))
     for k in ("seconds", "started", "config", "output", "shard", "merged_from"):
         doc.pop(k, None)
     for job in doc["jobs"]:
-        for k in ("seconds", "log", "artifact", "manifest", "source"):
-            job.pop(k)
+        for k in ("seconds", "timings", "log", "artifact", "manifest", "source", "node"):
+            job.pop(k, None)
     return doc
 
 
