@@ -71,6 +71,37 @@ def test_tensorrt_plan_config_follows_the_schema(served_set):
         assert config_problems(cfg, stage) == []
 
 
+def test_tensorrt_repository_from_engines(served_set, tmp_path, monkeypatch):
+    """An engine set (the fake TensorRT 10 of tests/trt builds the engines here): model.plan is the engine, and the
+    config batches and ranges as the ENGINE's profiles (rec: inference.yml's max batch 8), not the family defaults."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "trt"))
+    from fake_tensorrt import install_fake_tensorrt
+
+    from ocrconvert.manifest import read_manifest
+    from ocrconvert.pipeline import convert
+    from ocrconvert.serving import write_repository
+
+    install_fake_tensorrt(monkeypatch, 10)
+    for stage in ("det", "cls", "rec"):
+        convert(served_set / stage / "model.onnx", tmp_path / f"{stage}.engine", target="tensorrt", route="trt-build",
+                verify=False)
+    (tmp_path / "set.yaml").write_text("det: det.engine\ncls: cls.engine\nrec: rec.engine\n")
+    write_repository(tmp_path / "set.yaml", tmp_path / "repo", backend="tensorrt")
+    configs = validate_repository(tmp_path / "repo")
+    for stage in ("det", "cls", "rec"):
+        cfg = configs[stage]
+        assert cfg.platform == "tensorrt_plan" and cfg.default_model_filename == "model.plan"
+        assert (tmp_path / "repo" / stage / "1" / "model.plan").read_bytes() == (tmp_path / f"{stage}.engine").read_bytes()
+        prof = read_manifest(tmp_path / f"{stage}.engine")["engine"]["profiles"][0]
+        assert cfg.max_batch_size == prof["max"][0]
+        assert cfg.parameters["shape_range:x"].string_value == ";".join(
+            "x".join(str(d) for d in prof[k]) for k in ("min", "opt", "max"))
+    assert configs["rec"].max_batch_size == 8 and list(configs["rec"].input[0].dims) == [3, 48, -1]
+
+
 def test_tensorrt_backend_refuses_an_onnx_set(served_set, tmp_path, cli_here):
     res = cli_here("triton-repo", served_set, "-o", tmp_path / "trt", "--backend", "tensorrt", check=2)
     assert "TensorRT engines" in res.stderr and "--backend python" in res.stderr and "Traceback" not in res.stderr

@@ -4,7 +4,8 @@ One model per stage — ONNX on the ``onnxruntime`` backend, a TensorRT engine a
 on the ``python`` backend through ``ocrconvert.load()`` — and the whole OCR as ``ocr``, a Python-backend BLS model
 (:class:`ocrconvert.serving.backend.OcrModel`): encoded image bytes in, boxes / texts / scores out, with the OCR
 pipeline's own pre/post-processing, parameters and dictionary. Batch sizes and shape ranges come from each stage's
-family (its TensorRT profile: dims the family fixes are fixed in the config, so Triton refuses a wrong shape itself).
+family (its TensorRT profile: dims the family fixes are fixed in the config, so Triton refuses a wrong shape itself);
+a TensorRT engine's own profiles (its manifest) win, as a plan serves no more than it was built for.
 Every ``config.pbtxt`` is validated against Triton's schema before the repository is committed (``OutputSlot``).
 """
 from __future__ import annotations
@@ -60,17 +61,24 @@ def _dtype(spec) -> str:
         raise UsageError(f"tensor {spec.name!r} has dtype {spec.dtype}, which Triton's configs do not name") from None
 
 
-def stage_config(name: str, info, family, backend: str, *, instances: int = 1) -> ModelConfig:
+def stage_config(name: str, info, family, backend: str, *, instances: int = 1,
+                 profiles: dict | None = None) -> ModelConfig:
     """The config of one stage model from its tensor specs and family: a dynamic batch dim batches up to the
-    family profile's max (preferred: its opt); a dim the profile fixes is written fixed; ranges as parameters."""
+    family profile's max (preferred: its opt); a dim the profile fixes is written fixed; ranges as parameters.
+    ``profiles`` (``{input: (min, opt, max)}``, an engine's own) replace the family's: a plan serves no more."""
+    def profile_of(spec):
+        if profiles is not None:
+            return profiles.get(spec.name)
+        return family.trt_profile(spec) if hasattr(family, "trt_profile") else None
+
     first = info.inputs[0]
-    profile = family.trt_profile(first) if hasattr(family, "trt_profile") else None
+    profile = profile_of(first)
     batched = bool(first.shape) and not (isinstance(first.shape[0], int) and first.shape[0] > 0)
     max_batch = (profile[2][0] if profile else 64) if batched else 0
     inputs, params = [], {}
     for spec in info.inputs:
         dims = list(_dims(spec.shape, skip_batch=batched))
-        prof = family.trt_profile(spec) if hasattr(family, "trt_profile") else None
+        prof = profile_of(spec)
         if prof is not None:
             lo, opt, hi = prof
             off = 1 if batched else 0
@@ -170,7 +178,8 @@ def write_repository(set_path, output, *, backend: str = "python", force: bool =
         for stage, art in arts.items():
             info = infos[stage]
             family = resolve_family(info)
-            cfg = stage_config(stage, info, family, backend)
+            cfg = stage_config(stage, info, family, backend,
+                               profiles=_engine_profiles(art.path) if backend == "tensorrt" else None)
             version = root / stage / "1"
             version.mkdir(parents=True)
             say(f"[{stage}] {family.name} -> {backend} model {stage!r}")
@@ -205,6 +214,16 @@ def write_repository(set_path, output, *, backend: str = "python", force: bool =
         slot.commit(root)
     say(f"wrote {output}")
     return result
+
+
+def _engine_profiles(engine: Path) -> dict | None:
+    """An engine's first optimisation profile per input, from its manifest (None: no manifest, the family's)."""
+    from ..manifest import read_manifest
+
+    found = {}
+    for prof in ((read_manifest(engine) or {}).get("engine") or {}).get("profiles") or []:
+        found.setdefault(prof["name"], (tuple(prof["min"]), tuple(prof["opt"]), tuple(prof["max"])))
+    return found or None
 
 
 def _read_dict(path: Path) -> list[str]:
