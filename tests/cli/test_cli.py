@@ -145,7 +145,7 @@ def test_parity_failure_exits_6_and_never_commits_under_the_final_name(cli_here,
 
 @pytest.mark.parametrize("args", [["bench"], ["paddle2onnx"], ["paddle2onnx", "x", "-o", "y", "--opset", "99"],
                                   ["verify", "only-one"], ["no-such-command"]])
-def test_bad_usage_exits_2_with_a_message_and_no_traceback(cli, args):
-    p = cli(*args, check=2)
+def test_bad_usage_exits_2_with_a_message_and_no_traceback(cli_here, args):
+    p = cli_here(*args, check=2)
     assert "Traceback" not in p.stderr and "error" in p.stderr.lower()
     assert p.stdout == ""

@@ -95,13 +95,13 @@ def test_verify_refuses_models_that_are_not_comparable(zoo, cli_here):
 
 
 @needs_paddle
-def test_paddle2onnx_opset_is_honoured_or_refused_and_recorded(zoo, tmp_path):
-    src = zoo("ppocrv4-cls")
-    res = run_cli("paddle2onnx", src, "-o", tmp_path / "a.onnx", "--opset", "11", "--no-verify")
+def test_paddle2onnx_opset_is_honoured_or_refused_and_recorded(zoo, tmp_path, cli_here):
+    src = zoo("ppocrv4-cls")  # in-process: paddle2onnx itself runs in a child process of the library
+    res = cli_here("paddle2onnx", src, "-o", tmp_path / "a.onnx", "--opset", "11", "--no-verify")
     assert res.code == 2 and "opset 14" in res.stderr and not (tmp_path / "a.onnx").exists()
-    res = run_cli("paddle2onnx", src, "-o", tmp_path / "b.onnx", "--opset", "22")
+    res = cli_here("paddle2onnx", src, "-o", tmp_path / "b.onnx", "--opset", "22")
     assert res.code == 2 and "7..21" in res.stderr
-    res = run_cli("paddle2onnx", src, "-o", tmp_path / "c.onnx", "--opset", "15", "--json")
+    res = cli_here("paddle2onnx", src, "-o", tmp_path / "c.onnx", "--opset", "15", "--json")
     assert res.code == 0, res.stderr
     man = json.loads((tmp_path / "c.onnx.ocrconvert.json").read_text())
     hop = man["hops"][0]
@@ -125,7 +125,7 @@ def test_a_route_refuses_an_option_it_cannot_honour(cls_onnx, tmp_path):
 
 
 @needs_torch
-def test_stale_staging_of_a_killed_run_is_removed_by_the_next_run(cls_onnx, tmp_path):
+def test_stale_staging_of_a_killed_run_is_removed_by_the_next_run(cls_onnx, tmp_path, cli_here):
     from ocrconvert.atomic import OutputSlot
 
     out = tmp_path / "o"
@@ -134,7 +134,7 @@ def test_stale_staging_of_a_killed_run_is_removed_by_the_next_run(cls_onnx, tmp_
     (stale / "half-written").write_text("x")
     os.close(slot._file_lock.fd)  # the process "died": its lock is released, its staging stays
     slot._file_lock = None
-    assert run_cli("onnx2torch", cls_onnx, "-o", out, "--no-verify").code == 0
+    assert cli_here("onnx2torch", cls_onnx, "-o", out, "--no-verify").code == 0
     assert not stale.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o", "src"]
 
