@@ -137,7 +137,12 @@ def _kill_ray_worker_of(out: Path, job_id: str, times: int, proc: subprocess.Pop
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             if needle.encode() in cmd and b"ocrconvert.zoo.batch.worker" in cmd:
                 ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-                return ppid if ppid not in killed else None
+                try:  # a Ray worker, not one we killed (its orphaned job process may not have died yet)
+                    parent = Path(f"/proc/{ppid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if parent.startswith(b"ray::") and ppid not in killed:
+                    return ppid
         return None
 
     for _ in range(times):
@@ -169,7 +174,8 @@ def test_ray_worker_killed_mid_job_is_retried(tmp_path, zoo_model, ray_cluster, 
     _same_records(run, local_run)  # the killed job was retried: same result as the local run
     log = Path(run.job("ppocrv4-cls.torch")["log"]).read_text()
     assert log.count("# ray node") == 2, log[-2000:]
-    assert live_processes(tmp_path) == []
+    # a killed Ray worker's job process dies with it (at once, or when it first checks its parent)
+    wait_until(lambda: live_processes(tmp_path) == [], 60, "the job processes of killed Ray workers to exit")
 
 
 def test_ray_job_killed_on_every_attempt_is_reported(tmp_path, zoo_model, ray_cluster):
@@ -185,4 +191,17 @@ def test_ray_job_killed_on_every_attempt_is_reported(tmp_path, zoo_model, ray_cl
     assert job["status"] == "crashed" and job["exit_code"] == 5 and job["node"] is None, job
     assert f"its Ray task failed {RETRIES + 1} times" in job["error"]["message"], job["error"]
     assert not (tmp_path / "out" / "doomed" / "onnx" / "model.onnx").exists()
-    assert live_processes(tmp_path) == []
+    # a killed Ray worker's job process dies with it (at once, or when it first checks its parent)
+    wait_until(lambda: live_processes(tmp_path) == [], 60, "the job processes of killed Ray workers to exit")
+
+
+def test_unreachable_cluster_and_address_without_ray_are_usage_errors(tmp_path, zoo_model):
+    """No cluster needed: refused before any job starts (exit 2, one message and a hint, JSON on stdout)."""
+    cfg = write_config(tmp_path, zoo_model, "models:\n  - {model: ppocrv4-cls, targets: [onnx]}\n")
+    run = batch(cfg, "--executor", "ray", "--address", f"127.0.0.1:{_free_port()}", timeout=120)
+    assert run.code == 2 and run.stderr == "", run.stderr[-2000:]
+    assert "cannot reach the Ray cluster at 127.0.0.1:" in run.report["message"], run.report
+    assert "--address" in run.report["hint"]
+    assert list((tmp_path / "out" / ".ocrconvert-batch").glob("*.job.json")) == []  # no job was started
+    run = batch(cfg, "--address", "127.0.0.1:6379", timeout=120)
+    assert run.code == 2 and "executor is local" in run.report["message"], run.report

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from functools import partial
 from pathlib import Path
 
@@ -90,6 +90,13 @@ def _run_on_ray(ctx: RunContext, pending: list, records: dict[str, JobRecord], *
 
     ray = require("ray", "the Ray executor (--executor ray)")
     ray_log = ctx.logs_dir / "ray.log"
+    # the driver prints the cluster's error messages ("(raylet) Task ... failed, retrying") to sys.stdout
+    with open(ray_log, "a", encoding="utf-8", buffering=1) as sink, redirect_stdout(sink):
+        _drive(ray, ray_log, ctx, pending, records, address, retries)
+
+
+def _drive(ray, ray_log: Path, ctx: RunContext, pending: list, records: dict[str, JobRecord], address: str | None,
+           retries: int) -> None:
     with _quiet(ray_log):
         _connect(ray, address, ctx.parallel)
     try:
