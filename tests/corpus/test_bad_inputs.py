@@ -428,10 +428,13 @@ def _snapshot(tmp: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=list(c.marks)) for c in CASES])
-def test_bad_input(case: Case, tmp_path: Path, zoo_model, monkeypatch):
+def test_bad_input(case: Case, tmp_path: Path, zoo_model, cli_here):
     args = case.build(tmp_path, zoo_model)
     before = _snapshot(tmp_path)
-    res = run_cli(*args, env={"PWD": str(tmp_path)})
+    if case.marks == P:  # Paddle may abort inside C++ on a damaged program: those run in a process of their own
+        res = run_cli(*args, env={"PWD": str(tmp_path)})
+    else:  # in this process (a child costs an interpreter and a torch import per case)
+        res = cli_here(*args)
     assert res.code == case.code, f"exit {res.code}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
     assert case.fragment in res.stderr, res.stderr
     assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
