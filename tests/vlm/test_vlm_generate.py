@@ -108,8 +108,8 @@ def test_decoder_io_is_dynamic_with_kv_cache(exported):
     assert isinstance(outs["present_key_0"][2], str) and outs["logits"] == [1, 512]
 
 
-def test_vlm_generate_cli_equals_transformers_on_an_image(exported, model, tmp_path):
-    """The CLI (the model in ONNX Runtime) gives transformers' greedy tokens on a real page."""
+def test_vlm_generate_cli_equals_transformers_on_an_image_without_torch(exported, model, tmp_path):
+    """The CLI in ONNX Runtime (torch never imported: NumPy preprocessing) gives transformers' tokens on a page."""
     from ocrconvert.vlm.generate import expand_prompt
     from ocrconvert.vlm.hunyuan import preprocess
     from ocrconvert.vlm.hunyuan_lm import reference_generate
@@ -118,9 +118,10 @@ def test_vlm_generate_cli_equals_transformers_on_an_image(exported, model, tmp_p
     page = _page(tmp_path / "page.png")
     prompt = [7, 500, 9, 11]          # the image token in the middle of the prompt
     res = run_cli("vlm-generate", out, page, "--prompt-ids", ",".join(map(str, prompt)), "--max-new-tokens", 40,
-                  "--json", timeout=600)
+                  "--json", timeout=600, prelude="import atexit, sys\n"
+                  "atexit.register(lambda: sys.stderr.write('TORCH=%s' % ('torch' in sys.modules)))")
     assert res.code == 0, res.stderr[-2000:]
-    assert res.stderr == ""                       # no third-party noise
+    assert res.stderr == "TORCH=False"            # no torch, and no third-party noise
     got = json.loads(res.stdout)
     x = preprocess(page, min_pixels=512 * 512)
     info = json.loads((out / "ocrconvert-vlm.json").read_text())
@@ -140,7 +141,9 @@ def test_damaged_decoder_weight_fails_generation_check(exported, model, tmp_path
     bad = tmp_path / "damaged"
     shutil.copytree(out, bad)
     m = onnx.load(str(bad / "decoder.onnx"))
-    (init,) = [t for t in m.graph.initializer if "layers.1" in t.name and "down_proj" in t.name]
+    # the exporter folds each Linear's transpose into its weight (names val_N): the last [intermediate, hidden]
+    # initializer is layer 1's down_proj
+    init = [t for t in m.graph.initializer if list(t.dims) == [TEXT["intermediate_size"], TEXT["hidden_size"]]][-1]
     w = numpy_helper.to_array(init).copy()
     w.flat[::97] *= 1.05                              # ~1 % of one MLP weight, 5 % off
     init.CopyFrom(numpy_helper.from_array(w, init.name))
@@ -190,3 +193,15 @@ def test_usage_errors_are_one_message_exit_2(exported, tmp_path):
         assert msg in res.stdout and "Traceback" not in res.stderr, (args, res.stdout, res.stderr[-800:])
         json.loads(res.stdout)
     assert not (tmp_path / "pv").exists() and not (tmp_path / "x.onnx").exists()
+
+
+def test_numpy_preprocessing_equals_the_processor(tmp_path):
+    """vlm-generate's torch-free preprocessing is bit-identical to the HunyuanOCR processor (via hunyuan.preprocess,
+    itself held to transformers' HunYuanVLImageProcessorPil in test_vlm_parts)."""
+    from ocrconvert.vlm.generate import preprocess_image
+    from ocrconvert.vlm.hunyuan import PREPROCESS, preprocess
+
+    for w, h in [(1234, 517), (97, 1500), (3000, 2500)]:    # upscaled, a strip, downscaled
+        page = _page(tmp_path / f"p{w}.png", w, h)
+        ours, ref = preprocess_image(page, PREPROCESS), preprocess(page)
+        assert ours.shape == ref.shape and np.array_equal(ours, ref), (w, h)

@@ -105,6 +105,34 @@ def position_ids(mm: np.ndarray, grid_hw: tuple[int, int], merge: int, axes: int
     return pos[:, None, :], int(pos.max() + 1 - length)
 
 
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """The processors' target size: sides multiples of ``factor``, pixels within [min, max], aspect kept."""
+    import math
+
+    h_bar, w_bar = round(height / factor) * factor, round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar, w_bar = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def preprocess_image(image, prep: dict) -> np.ndarray:
+    """``pixel_values`` [1, 3, H, W] as transformers' ``HunYuanVLImageProcessorPil`` makes them (PIL bicubic to the
+    smart-resized size, x/255 in float64 then float32, CLIP mean/std), in NumPy: no torch, no transformers."""
+    from PIL import Image
+
+    rgb = _open_rgb(image)
+    h, w = smart_resize(rgb.height, rgb.width, prep["factor"], prep["min_pixels"], prep["max_pixels"])
+    px = np.asarray(rgb.resize((w, h), resample=Image.Resampling.BICUBIC), dtype=np.uint8)
+    x = (px.astype(np.float64) * prep["rescale"]).astype(np.float32)
+    x = (x - np.asarray(prep["mean"], np.float32)) / np.asarray(prep["std"], np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
 def _open_rgb(image):
     """The one image reader (families.imaging), with the processors' aspect limit (as ``hunyuan.open_rgb``)."""
     from PIL import Image
@@ -143,15 +171,7 @@ class VlmGenerator:
         self.kv_shape = (1, t["num_key_value_heads"], 0, t["head_dim"])
 
     def preprocess(self, image) -> np.ndarray:
-        from transformers.models.hunyuan_vl.image_processing_pil_hunyuan_vl import HunYuanVLImageProcessorPil
-
-        prep = self.info["preprocess"]
-        proc = HunYuanVLImageProcessorPil(min_pixels=prep["min_pixels"], max_pixels=prep["max_pixels"])
-        feats = proc(images=_open_rgb(image), return_tensors="np")
-        _, h, w = (int(v) for v in feats["image_grid_thw"][0])
-        p = proc.patch_size   # raster-ordered patches, each channel-major [3, p, p] -> [1, 3, H, W]
-        img = np.asarray(feats["pixel_values"]).reshape(h, w, 3, p, p).transpose(2, 0, 3, 1, 4)
-        return np.ascontiguousarray(img.reshape(1, 3, h * p, w * p), dtype=np.float32)
+        return preprocess_image(image, self.info["preprocess"])
 
     def generate(self, image=None, prompt_ids=(), *, pixel_values: np.ndarray | None = None, max_new_tokens: int = 64,
                  min_new_tokens: int = 0, progress=lambda msg: None) -> Generation:

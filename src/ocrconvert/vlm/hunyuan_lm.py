@@ -106,17 +106,6 @@ def quiet_progress() -> None:
     hf_logging.disable_progress_bar()
 
 
-class HunyuanTokenEmbedding(nn.Module):
-    """``input_ids`` [1, S] int64 -> ``inputs_embeds`` [1, S, D]."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.embed_tokens = model.model.language_model.embed_tokens
-
-    def forward(self, input_ids):
-        return self.embed_tokens(input_ids)
-
-
 class HunyuanDecoderStep(nn.Module):
     """One prefill or decode step with an explicit KV cache (see the module docstring)."""
 
@@ -168,20 +157,21 @@ def cache_names(layers: int) -> tuple[list[str], list[str]]:
 
 
 class _Fp32Boundary(nn.Module):
-    """fp32 in and out, ``dtype`` inside (a copy of the wrapped module); int inputs pass through."""
+    """fp32 in and out, ``dtype`` inside the decoder step (a copy); the position ids pass through."""
 
     def __init__(self, inner, dtype):
         super().__init__()
         self.inner, self.dtype = inner.to(dtype), dtype
 
-    def forward(self, *args):
-        args = [a.to(self.dtype) if a.is_floating_point() else a for a in args]
-        out = self.inner(*args)
-        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
+    def forward(self, inputs_embeds, position_ids, *past):   # the decoder step's signature (export's dynamic shapes)
+        out = self.inner(inputs_embeds.to(self.dtype), position_ids, *(p.to(self.dtype) for p in past))
+        return tuple(o.float() for o in out)
 
 
-def export_text_parts(model, folder: Path, *, precision: str = "fp32", opset: int = 18) -> dict:
-    """``embed.onnx`` and ``decoder.onnx`` (+ the facts of the export) into ``folder``."""
+def export_text_parts(model, folder: Path, *, precision: str = "fp32", opset: int = 18,
+                      external_data: bool = False) -> dict:
+    """``embed.onnx`` and ``decoder.onnx`` (+ the facts of the export) into ``folder``; ``external_data``: the
+    decoder's weights in ``decoder.onnx.data`` (what a full-depth fp32 decoder needs; not for the CLI's slot)."""
     import copy
 
     import onnx
@@ -197,15 +187,13 @@ def export_text_parts(model, folder: Path, *, precision: str = "fp32", opset: in
     weight_bytes = sum(p.numel() * (2 if dtype is torch.float16 else 4) for p in model.model.language_model.parameters())
     from .export import ONNX_LIMIT
 
-    if weight_bytes > ONNX_LIMIT:
+    if weight_bytes > ONNX_LIMIT and not external_data:
         raise UsageError(f"the decoder's weights ({weight_bytes / 1024 ** 3:.2f} GiB) exceed what one ONNX file holds "
                          "(2 GiB); external data is not committed by the output contract yet",
                          hint="Export with --fp16 (the full HunyuanOCR decoder is 1.1 GB at fp16), or fewer --layers.")
     step = HunyuanDecoderStep(model).eval()
-    embed = HunyuanTokenEmbedding(model).eval()
     if dtype is not torch.float32:
         step = _Fp32Boundary(copy.deepcopy(step), dtype).eval()
-        embed = _Fp32Boundary(copy.deepcopy(embed), dtype).eval()
     s, p = 5, 3
     kv = (1, cfg.num_key_value_heads, p, model.model.language_model.layers[0].self_attn.head_dim)
     gen = torch.Generator().manual_seed(0)
@@ -220,12 +208,30 @@ def export_text_parts(model, folder: Path, *, precision: str = "fp32", opset: in
                                  verbose=False, input_names=["inputs_embeds", "position_ids", *past_names],
                                  output_names=["logits", "hidden_states", *present_names],
                                  dynamic_shapes=({1: seq}, {2: seq}, tuple({2: past_len} for _ in range(2 * n))))
-        _write(prog.model_proto, folder / "decoder.onnx", onnx)
-        prog = torch.onnx.export(embed, (torch.arange(s).view(1, s),), dynamo=True, opset_version=opset, verbose=False,
-                                 input_names=["input_ids"], output_names=["inputs_embeds"],
-                                 dynamic_shapes=({1: Dim("seq", min=1, max=32768)},))
-        _write(prog.model_proto, folder / "embed.onnx", onnx)
+        if external_data:  # over protobuf's 2 GiB: weights in decoder.onnx.data (scripts; not the CLI's slot)
+            prog.save(str(folder / "decoder.onnx"), external_data=True)
+            onnx.checker.check_model(str(folder / "decoder.onnx"))
+        else:
+            _write(prog.model_proto, folder / "decoder.onnx", onnx)
+    _write(embedding_model(model, dtype, opset), folder / "embed.onnx", onnx)
     return facts
+
+
+def embedding_model(model, dtype, opset: int):
+    """``embed.onnx``: one Gather on the embedding table (+ a Cast to fp32 for an fp16 table), written directly."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = model.model.language_model.embed_tokens.weight.detach().to(dtype).numpy()
+    nodes = [helper.make_node("Gather", ["embed_tokens.weight", "input_ids"],
+                              ["inputs_embeds" if dtype is torch.float32 else "embeds_half"], axis=0)]
+    if dtype is not torch.float32:
+        nodes.append(helper.make_node("Cast", ["embeds_half"], ["inputs_embeds"], to=TensorProto.FLOAT))
+    graph = helper.make_graph(
+        nodes, "token_embedding",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "seq"])],
+        [helper.make_tensor_value_info("inputs_embeds", TensorProto.FLOAT, [1, "seq", table.shape[1]])],
+        [numpy_helper.from_array(table, "embed_tokens.weight")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="ocrconvert")
 
 
 def _write(proto, path: Path, onnx) -> None:
