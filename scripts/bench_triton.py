@@ -6,7 +6,9 @@ SET is a model set (``convert-set`` folder, PaddleOCR set folder or stage YAML).
 (``ocr.pages``, 960x720), runs them through ``load_set(SET)`` in this process (one page after another, as
 ``ocrconvert ocr`` does), writes the set's ``--backend python`` repository, starts the real ``tritonserver``
 (``ocrconvert.serving.TritonServer``, 127.0.0.1) and sends the same pages from 1 and N concurrent clients; every
-answer is checked against the in-process one. One warm-up page each. Prints a table and, with --json, one JSON line.
+answer is checked against the in-process one. One warm-up page each. Prints pages/s and CPU seconds per page
+(this process; for Triton also the server's process group: a fairer figure on a loaded machine) and, with --json,
+one JSON line.
 """
 from __future__ import annotations
 
@@ -41,6 +43,20 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) of every live process in the process group ``pgid`` (server + its stubs)."""
+    total = 0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _run(args, work: Path) -> int:
     import ocrconvert
     from ocrconvert.ocr.pages import STYLES, render_page
@@ -51,10 +67,10 @@ def _run(args, work: Path) -> int:
 
     ocr = ocrconvert.load_set(args.set)
     ocr(pages[0])  # warm-up
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     expected = [[ln.text for ln in ocr(p).lines] for p in pages]
-    inproc = len(pages) / (time.perf_counter() - t0)
-    rows = {"in-process (ocrconvert ocr)": inproc}
+    rows = {"in-process (ocrconvert ocr)": (len(pages) / (time.perf_counter() - t0),
+                                            (time.process_time() - c0) / len(pages))}
 
     write_repository(args.set, work / "repo", backend="python", ocr_instances=args.ocr_instances)
     with TritonServer(work / "repo", log_path=work / "tritonserver.log", ready_timeout=600) as srv:
@@ -83,18 +99,21 @@ def _run(args, work: Path) -> int:
                 c = client()
                 for i in range(k, len(pages), n):
                     send(c, i)
-            t0 = time.perf_counter()
+            t0, c0, s0 = time.perf_counter(), time.process_time(), _group_cpu_s(srv.proc.pid)
             with ThreadPoolExecutor(max_workers=n) as pool:
                 list(pool.map(worker, range(n)))
-            rows[f"triton {args.protocol}, {n} client{'s' if n > 1 else ''}"] = len(pages) / (time.perf_counter() - t0)
+            cpu = time.process_time() - c0 + _group_cpu_s(srv.proc.pid) - s0
+            rows[f"triton {args.protocol}, {n} client{'s' if n > 1 else ''}"] = (
+                len(pages) / (time.perf_counter() - t0), cpu / len(pages))
 
     env = {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "python": platform.python_version(),
            "pages": len(pages), "page_size": "960x720", "ocr_instances": args.ocr_instances}
-    for name, rate in rows.items():
-        print(f"{name:34s} {rate:7.3f} pages/s")
+    for name, (rate, cpu) in rows.items():
+        print(f"{name:34s} {rate:7.3f} pages/s  {cpu:6.2f} CPU s/page (this process; Triton: + the server group)")
     print(f"({env})")
     if args.json:
-        print(json.dumps({"pages_per_s": {k: round(v, 4) for k, v in rows.items()}, "env": env}))
+        print(json.dumps({"pages_per_s": {k: round(v[0], 4) for k, v in rows.items()},
+                          "cpu_s_per_page": {k: round(v[1], 3) for k, v in rows.items()}, "env": env}))
     return 0
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -54,12 +52,16 @@ def _add_damaged_ocr(repo):
 
 @pytest.fixture(scope="module")
 def expected(served_set, pages):
-    """`ocrconvert ocr FOLDER --set SET --json`: the in-process answer per page name."""
-    proc = subprocess.run([sys.executable, "-m", "ocrconvert", "ocr", str(pages[0].parent), "--set", str(served_set),
-                           "--json"], capture_output=True, text=True, timeout=1200,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return {os.path.basename(img["source"]): img["lines"] for img in json.loads(proc.stdout)["images"]}
+    """`ocrconvert ocr FOLDER --set SET --json` (the CLI in this process): the in-process answer per page name."""
+    import contextlib
+
+    from ocrconvert.cli.app import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as exit_:
+        main(["ocr", str(pages[0].parent), "--set", str(served_set), "--json"])
+    assert exit_.value.code == 0, buf.getvalue()[-2000:]
+    return {os.path.basename(img["source"]): img["lines"] for img in json.loads(buf.getvalue())["images"]}
 
 
 def _clients(server):
