@@ -38,12 +38,13 @@ def check_model(model: str) -> None:
                          "or export its encoder alone (--parts encoder).")
 
 
-def export_language_parts(model, folder: Path, *, precision: str, opset: int, encoder_manifest: dict | None) -> dict:
+def export_language_parts(model, folder: Path, *, precision: str, opset: int, encoder_manifest: str | None,
+                          external_data: bool = False) -> dict:
     """Everything but the encoder, into ``folder``; returns the facts of the export."""
     from .hunyuan import PREPROCESS
     from .hunyuan_lm import export_text_parts
 
-    facts = export_text_parts(model, folder, precision=precision, opset=opset)
+    facts = export_text_parts(model, folder, precision=precision, opset=opset, external_data=external_data)
     cfg = model.config
     text = cfg.text_config
     eos = text.eos_token_id
