@@ -66,11 +66,22 @@ def server_dist(progress: Callable[[str], None] | None = None) -> Path:
         shutil.copy2(stub, stage / "backends" / "python" / "triton_python_backend_stub")
         for exe in (stage / "bin" / "tritonserver", stage / "backends" / "python" / "triton_python_backend_stub"):
             exe.chmod(0o755)
-        shutil.rmtree(dest, ignore_errors=True)
-        stage.rename(dest)
+        _publish(stage, dest, dest / "bin" / "tritonserver")
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return dest
+
+
+def _publish(stage: Path, dest: Path, marker: Path) -> None:
+    """``stage`` renamed to ``dest``; another process that published it first (a complete ``marker``) wins."""
+    if marker.is_file():
+        return
+    shutil.rmtree(dest, ignore_errors=True)
+    try:
+        stage.rename(dest)
+    except OSError:
+        if not marker.is_file():
+            raise
 
 
 def free_port() -> int:
@@ -107,8 +118,8 @@ def stub_env(progress: Callable[[str], None] | None = None) -> Path:
         with zipfile.ZipFile(wheel) as zf:
             zf.extractall(site_stage)
         (site_stage / "ocrconvert-paths.pth").write_text("\n".join(paths) + "\n", encoding="utf-8")
-        shutil.rmtree(dest, ignore_errors=True)
-        stage.rename(dest)  # venv scripts name the staging path; the stub only needs bin/python and site-packages
+        # venv scripts name the staging path; the stub only needs bin/python and site-packages
+        _publish(stage, dest, site / "ocrconvert-paths.pth")
     except subprocess.CalledProcessError as exc:
         raise ConversionError(f"could not create the stub's Python environment: {exc.stderr.decode()[-300:]}") from None
     finally:
