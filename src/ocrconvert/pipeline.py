@@ -599,7 +599,7 @@ def convert_vlm(model: str, output, *, checkpoint=None, layers: int | None = Non
     from .vlm import bundle, tower_source
     from .vlm.export import parse_size
     from .vlm.hunyuan import DEFAULT_SIZES
-    from .vlm.hunyuan_lm import build_model
+    from .vlm.hunyuan_lm import build_model, check_decoder_size
 
     say = progress or (lambda msg: None)
     bundle.check_model(model)
@@ -620,6 +620,7 @@ def convert_vlm(model: str, output, *, checkpoint=None, layers: int | None = Non
         staged.mkdir()
         say("building the model" + (f" from {ck}" if ck else " (seeded random weights)"))
         model_obj = build_model(ck, layers=layers, vision_layers=layers, seed=seed)
+        check_decoder_size(model_obj, precision)
         if ck is None:
             ck = slot.stage / "seeded-checkpoint"
             model_obj.save_pretrained(str(ck))

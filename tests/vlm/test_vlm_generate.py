@@ -205,3 +205,17 @@ def test_numpy_preprocessing_equals_the_processor(tmp_path):
         page = _page(tmp_path / f"p{w}.png", w, h)
         ours, ref = preprocess_image(page, PREPROCESS), preprocess(page)
         assert ours.shape == ref.shape and np.array_equal(ours, ref), (w, h)
+
+
+def test_decoder_over_one_onnx_file_is_refused_before_work(model, monkeypatch):
+    """The 2 GiB limit of one ONNX file, scaled to the tiny decoder: fp32 refused (exit 2), fp16 fits."""
+    from ocrconvert.errors import UsageError
+    from ocrconvert.vlm import export as vlm_export
+    from ocrconvert.vlm.hunyuan_lm import check_decoder_size
+
+    lm = model.model.language_model
+    fp32_bytes = 4 * (sum(p.numel() for p in lm.layers.parameters()) + model.lm_head.weight.numel())
+    monkeypatch.setattr(vlm_export, "ONNX_LIMIT", fp32_bytes * 3 // 4)
+    with pytest.raises(UsageError, match="exceed what one ONNX file holds"):
+        check_decoder_size(model, "fp32")
+    check_decoder_size(model, "fp16")

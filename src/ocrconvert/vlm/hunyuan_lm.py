@@ -168,6 +168,19 @@ class _Fp32Boundary(nn.Module):
         return tuple(o.float() for o in out)
 
 
+def check_decoder_size(model, precision: str) -> None:
+    """One ONNX file holds < 2 GiB: refuse a decoder over it before any export work (exit 2)."""
+    from .export import ONNX_LIMIT
+
+    width = 2 if precision == "fp16" else 4
+    lm = model.model.language_model
+    weight_bytes = width * (sum(p.numel() for p in lm.layers.parameters()) + model.lm_head.weight.numel())
+    if weight_bytes > ONNX_LIMIT:
+        raise UsageError(f"the decoder's weights ({weight_bytes / 1024 ** 3:.2f} GiB at {precision}) exceed what one "
+                         "ONNX file holds (2 GiB); external data is not committed by the output contract yet",
+                         hint="Export with --fp16 (the full HunyuanOCR decoder is ~1.1 GB at fp16), or fewer --layers.")
+
+
 def export_text_parts(model, folder: Path, *, precision: str = "fp32", opset: int = 18,
                       external_data: bool = False) -> dict:
     """``embed.onnx`` and ``decoder.onnx`` (+ the facts of the export) into ``folder``; ``external_data``: the
@@ -184,13 +197,8 @@ def export_text_parts(model, folder: Path, *, precision: str = "fp32", opset: in
     cfg = model.config.text_config
     n = cfg.num_hidden_layers
     dtype = {"fp32": torch.float32, "fp16": torch.float16}[precision]
-    weight_bytes = sum(p.numel() * (2 if dtype is torch.float16 else 4) for p in model.model.language_model.parameters())
-    from .export import ONNX_LIMIT
-
-    if weight_bytes > ONNX_LIMIT and not external_data:
-        raise UsageError(f"the decoder's weights ({weight_bytes / 1024 ** 3:.2f} GiB) exceed what one ONNX file holds "
-                         "(2 GiB); external data is not committed by the output contract yet",
-                         hint="Export with --fp16 (the full HunyuanOCR decoder is 1.1 GB at fp16), or fewer --layers.")
+    if not external_data:
+        check_decoder_size(model, precision)
     step = HunyuanDecoderStep(model).eval()
     if dtype is not torch.float32:
         step = _Fp32Boundary(copy.deepcopy(step), dtype).eval()
