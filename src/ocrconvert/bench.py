@@ -64,6 +64,7 @@ class Variant:
     fused: bool = True          # torch-native: fused inference form or the trainable one
     compile_mode: str | None = None
     fp16: bool = False
+    cuda_graphs: bool = False   # torch-aot on CUDA: the runner's CUDA-graph mode (one replay per call)
 
 
 @dataclass
@@ -244,7 +245,11 @@ def plan_variants(path: Path, device: str, compile_: bool = True, half: bool = F
         if built_for.split(":")[0] != device.split(":")[0]:
             raise UsageError(f"{name} was built for {built_for}; it cannot be benched on {device}",
                              hint=f"Bench it with --device {built_for}.")
-        return [Variant(f"{'aot fp16' if aot.get('fp16') else 'aot'} ({name})", where, "torch-aot")]
+        label = "aot fp16" if aot.get("fp16") else "aot"
+        out = [Variant(f"{label} ({name})", where, "torch-aot")]
+        if cuda:  # the same package replayed from CUDA graphs (AotRunner(cuda_graphs=True))
+            out.append(Variant(f"{label} cuda-graphs ({name})", where, "torch-aot", cuda_graphs=True))
+        return out
     if art.format is Format.TENSORRT:
         if not cuda:
             raise UsageError(f"{name}: TensorRT engines run on a GPU only", hint="Bench it with --device cuda.")
@@ -651,12 +656,9 @@ class _Loaded:
     def _aot(self):
         from .runners.aot import AotRunner
 
-        fn, torch = AotRunner(detect(self.v.artifact)).session, self.torch
-
-        def call(x):
-            with torch.inference_mode():
-                return fn(x)
-        return call
+        runner = AotRunner(detect(self.v.artifact), cuda_graphs=self.v.cuda_graphs)
+        runner.session  # load outside the timed calls
+        return runner.run_tensors
 
     def run(self, untimed: int, timed: int) -> list[float]:
         for _ in range(untimed):

@@ -120,3 +120,25 @@ def test_fp16_det_keeps_iou_on_a_rendered_page(key, converted):
     assert ref.max() > 0.9  # the page has text: the map is not trivially empty
     assert binarized_iou(ref, out, 0.3) >= 0.99
     assert np.isfinite(out).all()
+
+
+def test_head_transposed_convs_run_as_exact_pixel_shuffles(random_det):
+    """The det head's two k2 s2 transposed convs are ShuffleUp (1x1 conv + pixel_shuffle: cuDNN ran the fp32
+    transposed form slowly); equal to the transposed conv they replace, conv_final still kept fp32."""
+    from ocrconvert.native.fused import ShuffleUp
+
+    m = random_det
+    assert isinstance(m.conv_up, ShuffleUp) and isinstance(m.conv_final, ShuffleUp)
+    torch.manual_seed(1)
+    up = torch.nn.ConvTranspose2d(6, 3, 2, 2)
+    x = torch.randn(2, 6, 5, 7)
+    with torch.no_grad():
+        want = up(x)
+        assert (ShuffleUp(up)(x) - want).abs().max() < 1e-5
+        # negative control: the kernel taps in the wrong order (a, b swapped) give another map
+        wrong = ShuffleUp(up)
+        wrong.conv.weight.copy_(up.weight.permute(1, 3, 2, 0).reshape(12, 6, 1, 1))
+        assert (wrong(x) - want).abs().max() > 0.1
+    assert not ShuffleUp.fits(torch.nn.ConvTranspose2d(6, 3, 4, 2, 1)) and ShuffleUp.fits(up)
+    h = half_precision(copy.deepcopy(m))
+    assert h.conv_final.weight.dtype == torch.float32 and h.conv_up.weight.dtype == torch.float16

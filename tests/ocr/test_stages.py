@@ -195,3 +195,54 @@ def test_rec_refuses_a_dictionary_of_the_wrong_size():
     runner = FakeRunner(lambda x: np.zeros((x.shape[0], 5, 10), np.float32))
     with pytest.raises(UsageError, match="dictionary"):
         TextRecognizer(runner, ["a", "b"], RecParams())([np.zeros((10, 40, 3), np.uint8)])
+
+
+class BestRunner(FakeRunner):
+    """A runner that reduces its own output (``infer_best``), as every ocrconvert runner does."""
+
+    def __init__(self, fn):
+        super().__init__(fn)
+        self.best_calls = 0
+
+    def infer_best(self, feed):
+        from ocrconvert.runners.base import best_class
+
+        self.best_calls += 1
+        return best_class(self.fn(feed["x"]))
+
+    def infer(self, feed):  # the recognizer must not ask for the whole output when the runner reduces it
+        raise AssertionError("infer() called on a runner with infer_best()")
+
+
+def test_rec_reads_the_runners_own_reduction_with_the_same_answers():
+    rng = np.random.default_rng(0)
+
+    def probs(x):  # a deterministic function of the batch: peaked rows, with exact ties at a few steps
+        n, w = x.shape[0], x.shape[3] // 8
+        p = np.random.default_rng(int(x.sum() * 1000) % 2**32).dirichlet(np.ones(8) * 0.3, size=(n, w)).astype(np.float32)
+        p[:, ::5, 2] = p[:, ::5, 4] = p[:, ::5].max(axis=-1)  # ties: the first maximum (class 2) wins
+        return p
+
+    crops = [rng.integers(0, 255, (24, w, 3), dtype=np.uint8) for w in (300, 60, 500, 100, 220)]
+    labels = ["a", "b", "c", "d", "e", "f"]
+    plain = TextRecognizer(FakeRunner(probs), labels, RecParams(batch_size=2))(crops)
+    runner = BestRunner(probs)
+    reduced = TextRecognizer(runner, labels, RecParams(batch_size=2))(crops)
+    assert reduced == plain and runner.best_calls == 3
+    assert any("b" in text for text, _ in plain)  # class 2 = "b" at the tied steps
+    # negative control: a reduction that takes the last maximum on ties reads other texts
+    last = BestRunner(probs)
+    last.infer_best = lambda feed: (lambda p: (p.shape[-1] - 1 - p[..., ::-1].argmax(-1), p.max(-1), p.shape[-1]))(probs(feed["x"]))
+    assert TextRecognizer(last, labels, RecParams(batch_size=2))(crops) != plain
+
+
+def test_best_class_on_torch_matches_numpy_first_maximum():
+    torch = pytest.importorskip("torch")
+    from ocrconvert.runners.base import best_class, best_class_torch
+
+    p = np.random.default_rng(1).random((3, 9, 11)).astype(np.float32)
+    p[0, 0, [3, 7]] = 2.0  # a tie: both take class 3
+    want = best_class(p)
+    for got in (best_class_torch(torch.from_numpy(p)), best_class_torch(torch.from_numpy(p).half())):
+        assert np.array_equal(got[0], want[0]) and got[2] == 11 and got[1].dtype == np.float32
+    assert np.array_equal(best_class_torch(torch.from_numpy(p))[1], want[1]) and want[0][0, 0] == 3

@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
                device: Annotated[Optional[str], typer.Option("--device", help="PyTorch target: run it on cpu or cuda.")] = None,
                half: Annotated[bool, typer.Option("--half", help="PyTorch target: run it in fp16 (fp32 I/O).")] = False,
                compile_mode: Annotated[Optional[str], typer.Option("--compile", help="PyTorch target: torch.compile mode (default, reduce-overhead, max-autotune).")] = None,
+               cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="AOT package target (CUDA): replay it from CUDA graphs, as deployed with load(..., cuda_graphs=True).")] = False,
                pipeline: Annotated[bool, typer.Option("--pipeline", help="SOURCE and TARGET are model sets: run both OCR pipelines end to end and compare boxes, texts and scores.")] = False,
                report_path: Annotated[Optional[Path], typer.Option("--report", help="--pipeline: write a self-contained HTML report here.")] = None,
                json: JsonOpt = False, debug: DebugOpt = False) -> int:
@@ -34,7 +35,8 @@ def register(app: typer.Typer) -> None:
         if pipeline:
             refused = [flag for flag, value in (("--atol", atol), ("--rtol", rtol), ("--family", family),
                                                 ("--dict", dictionary), ("--seed", seed), ("--no-rendered", no_rendered),
-                                                ("--half", half), ("--compile", compile_mode)) if value]
+                                                ("--half", half), ("--compile", compile_mode),
+                                                ("--cuda-graphs", cuda_graphs)) if value]
             if refused:
                 from ..errors import UsageError
 
@@ -52,7 +54,7 @@ def register(app: typer.Typer) -> None:
         from ..verification.run import torch_target_runner
 
         tol = Tolerances(precision=precision, atol=parse_tolerance(atol, "--atol"), rtol=parse_tolerance(rtol, "--rtol"))
-        runner = torch_target_runner(target, device=device, half=half, compile=compile_mode)
+        runner = torch_target_runner(target, device=device, half=half, compile=compile_mode, cuda_graphs=cuda_graphs)
         with progress(not json) as say:
             report = verify_artifacts(source, target, images=images, rendered=not no_rendered, tolerances=tol,
                                       family=family, dictionary=dictionary, seed=seed, progress=say,

@@ -62,14 +62,27 @@ class Runner:
     def output_names(self) -> list[str]:
         return [s.name for s in self.outputs]
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _checked_feed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [n for n in self.input_names if n not in feed]
         if missing and len(feed) == len(self.inputs) == 1:
             feed = {self.input_names[0]: next(iter(feed.values()))}  # single-input models: any name
         elif missing:
             raise UsageError(f"missing input(s) {missing}; the model takes {self.input_names}")
-        outs = self._infer({k: np.ascontiguousarray(v) for k, v in feed.items()})
+        return {k: np.ascontiguousarray(v) for k, v in feed.items()}
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = self._infer(self._checked_feed(feed))
         return {name: np.asarray(o) for name, o in zip(self.output_names, outs)}
+
+    def infer_best(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(ids, probs, classes)`` of the first output: the best class at every position (argmax over the last
+        axis, the first maximum on ties), its value, and the class count — all CTC decoding reads. Torch runners
+        reduce on their device, so two small arrays cross to the host instead of ``[N, T, classes]`` floats."""
+        return self._best(self._checked_feed(feed))
+
+    def _best(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
+        scores = np.asarray(self._infer(feed)[0])
+        return best_class(scores.astype(np.float32, copy=False) if scores.dtype.kind == "f" else scores)
 
     @cached_property
     def _described(self) -> tuple[dict, dict, list[str] | None]:
@@ -107,6 +120,20 @@ def _config_from_metadata(artifact: Artifact, text: str) -> dict:
     from ..manifest import paddlex_config
 
     return paddlex_config(config, f"{artifact.path} ('ocrconvert.config' metadata)")
+
+
+def best_class(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(argmax, value at the argmax, class count)`` over the last axis: one pass for the ids, a gather for the
+    values (``max`` would be a second full pass over ``[N, T, classes]``)."""
+    ids = scores.argmax(axis=-1)
+    return ids, np.take_along_axis(scores, ids[..., None], axis=-1)[..., 0], int(scores.shape[-1])
+
+
+def best_class_torch(scores) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`best_class` of a torch tensor, reduced where it lives (``argmax`` takes the first maximum)."""
+    ids = scores.argmax(dim=-1)
+    top = scores.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+    return ids.cpu().numpy(), top.float().cpu().numpy(), int(scores.shape[-1])
 
 
 def feed_digest(feed: dict[str, np.ndarray]) -> str:

@@ -47,6 +47,16 @@ class _TorchRunner(Runner):
         return module
 
     def _infer(self, feed):
+        return [o.detach().float().cpu().numpy() if o.dtype.is_floating_point else o.cpu().numpy()
+                for o in self._forward(feed)]
+
+    def _best(self, feed):
+        from .base import best_class_torch
+
+        return best_class_torch(self._forward(feed)[0])
+
+    def _forward(self, feed):
+        """The module's outputs as tensors on its device."""
         torch = _torch()
         module = self.session
         dtype = None
@@ -65,7 +75,7 @@ class _TorchRunner(Runner):
             out = list(out.values())
         elif not isinstance(out, (list, tuple)):
             out = [out]
-        return [o.detach().float().cpu().numpy() if o.dtype.is_floating_point else o.cpu().numpy() for o in out]
+        return list(out)
 
 
 class TorchGraphRunner(_TorchRunner):

@@ -165,14 +165,21 @@ def check_comparable(src: ModelInfo, tgt: ModelInfo, family: str | None = None) 
                          hint="Pass the artifact that was converted from this source.")
 
 
-def torch_target_runner(target, *, device: str | None = None, half: bool = False, compile: str | None = None):
-    """A PyTorch runner configured as deployed (device, fp16, torch.compile), or None for the default."""
+def torch_target_runner(target, *, device: str | None = None, half: bool = False, compile: str | None = None,
+                        cuda_graphs: bool = False):
+    """A PyTorch runner configured as deployed (device, fp16, torch.compile; an AOT package replayed from CUDA
+    graphs), or None for the default."""
     from ..errors import UsageError
     from ..formats import Format
 
-    if device is None and not half and not compile:
+    if device is None and not half and not compile and not cuda_graphs:
         return None
     art = _as_artifact(target)
+    if cuda_graphs:
+        if art.format is not Format.TORCH_AOT or half or compile or device is not None:
+            raise UsageError("--cuda-graphs applies to AOT packages (.pt2) alone, without --device/--half/--compile",
+                             hint=f"{art.path} is {art.format.value}; a package runs on the device it was built for.")
+        return runner_for(art, cuda_graphs=True)
     if art.format not in (Format.TORCH_GRAPH, Format.TORCH_NATIVE):
         raise UsageError("--device/--half/--compile apply to PyTorch targets only",
                          hint=f"{art.path} is {art.format.value}.")
