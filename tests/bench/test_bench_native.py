@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-import ocrconvert
-
 pytestmark = [pytest.mark.paddle, pytest.mark.torch, pytest.mark.native, pytest.mark.zoo]
 
 
-def test_bench_runs_every_backend_on_the_same_input(zoo, tmp_path):
+def test_bench_runs_every_backend_on_the_same_input(zoo, converted):
     from ocrconvert.bench import run_bench
 
-    native = ocrconvert.convert(zoo("ppocrv4-cls"), tmp_path / "cls", target="torch", verify=False).artifact.path
+    native = converted("ppocrv4-cls", "torch", route="native", verify=False).artifact.path  # shared, read only
     rep = run_bench([zoo("ppocrv4-cls-onnx") / "model.onnx", native], shape=(2, 3, 48, 192), runs=2, warmup=1,
                     compile_=False, threads=1)
     assert [r.variant.split(" (")[0] for r in rep.results] == ["onnxruntime", "native eager trainable",

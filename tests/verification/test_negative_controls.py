@@ -98,10 +98,11 @@ def _cells():
 
 
 class Workshop:
-    """Builds each reference and artifact once (no verification: the test verifies), and damaged copies."""
+    """Builds each reference and artifact once (no verification: the test verifies), and damaged copies. The graph
+    and native artifacts come from the session's ``converted`` (other suites convert the same models)."""
 
-    def __init__(self, zoo, root: Path):
-        self.zoo, self.root, self._made = zoo, root, {}
+    def __init__(self, zoo, root: Path, converted):
+        self.zoo, self.root, self._made, self.converted = zoo, root, {}, converted
 
     def _once(self, key, make):
         if key not in self._made:
@@ -121,15 +122,12 @@ class Workshop:
         if route == ONNX:
             return self.zoo(m.onnx) / "model.onnx"
         if route == GRAPH:
-            return ocrconvert.convert(self.zoo(m.onnx), out, target="torch", verify=False).artifact.path
+            return self.converted(m.onnx, "torch", verify=False).artifact.path
         if route in (FUSED, TRAINABLE):  # one native folder serves both forms
-            return self._once((family, "native"), lambda: ocrconvert.convert(
-                self.zoo(m.paddle), self.root / f"{family}-native", target="torch", route="native",
-                verify=False).artifact.path)
+            return self.converted(m.paddle, "torch", route="native", verify=False).artifact.path
         if route == AOT:
             native = self.artifact(family, precision, FUSED)
-            return ocrconvert.convert(native, out.with_suffix(".pt2"), target="torch-aot", options={"device": "cpu"},
-                                      verify=False).artifact.path
+            return self.converted(native, "torch-aot", options={"device": "cpu"}, verify=False).artifact.path
         options = {"precision": precision}
         if precision == "int8":
             options.update(INT8_DET, calib_images=calibration_pages(self.root / "calib", CALIB_PAGES))
@@ -172,8 +170,8 @@ def calibration_pages(folder: Path, n: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def workshop(zoo, tmp_path_factory):
-    return Workshop(zoo, tmp_path_factory.mktemp("negative_controls"))
+def workshop(zoo, tmp_path_factory, converted):
+    return Workshop(zoo, tmp_path_factory.mktemp("negative_controls"), converted)
 
 
 def _target_runner(route: str, target: Path, damaged: bool):
