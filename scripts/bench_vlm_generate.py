@@ -44,9 +44,10 @@ def main() -> int:
     ap.add_argument("out", type=Path)
     ap.add_argument("--layers", type=int, default=None, help="decoder and encoder blocks (default: all)")
     ap.add_argument("--checkpoint", type=Path, default=None)
-    ap.add_argument("--precisions", default="fp32,fp16")
+    ap.add_argument("--precisions", default="fp16,fp32")
     ap.add_argument("--size", default="512x512")
     ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--results", type=Path, default=None, help="where results.json goes (default OUT_DIR)")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
 
@@ -58,7 +59,7 @@ def main() -> int:
 
     res: dict = {"layers": a.layers, "size": a.size, "new_tokens": a.new_tokens, "threads": torch.get_num_threads(),
                  "weights": str(a.checkpoint) if a.checkpoint else "seeded random (seed 0)"}
-    save = lambda: (a.out / "results.json").write_text(json.dumps(res, indent=2))  # noqa: E731
+    save = lambda: (a.results or a.out / "results.json").write_text(json.dumps(res, indent=2))  # noqa: E731
     h, w = vlm_export.parse_size(a.size)
     t = time.perf_counter()
     model = build_model(a.checkpoint, layers=a.layers, vision_layers=a.layers)

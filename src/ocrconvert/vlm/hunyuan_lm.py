@@ -239,7 +239,9 @@ def embedding_model(model, dtype, opset: int):
         [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "seq"])],
         [helper.make_tensor_value_info("inputs_embeds", TensorProto.FLOAT, [1, "seq", table.shape[1]])],
         [numpy_helper.from_array(table, "embed_tokens.weight")])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="ocrconvert")
+    # IR 8 (opset <= 18 needs no more): make_model's default is the newest IR, which older ONNX Runtimes refuse
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="ocrconvert",
+                             ir_version=8)
 
 
 def _write(proto, path: Path, onnx) -> None:
