@@ -14,7 +14,7 @@ TARGETS = {".onnx": ("onnx", "vlm-onnx"), ".pt2": ("torch-aot", "vlm-aot")}
 def register(app: typer.Typer) -> None:
     @app.command("vlm-export")
     def vlm_export(model: Annotated[str, typer.Argument(help="Which VLM: hunyuan-ocr | paddleocr-vl")],
-                   output: Annotated[Path, typer.Option("-o", "--output", help="encoder.onnx, or encoder.pt2 (AOTInductor)")],
+                   output: Annotated[Path, typer.Option("-o", "--output", help="encoder.onnx, or encoder.pt2 (AOTInductor); a folder with --parts all")],
                    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Checkpoint folder (config.json + safetensors; transformers or original naming). Default: seeded random weights.")] = None,
                    layers: Annotated[Optional[int], typer.Option("--layers", help="Keep only the first N encoder blocks.")] = None,
                    opset: OpsetOpt = None,
