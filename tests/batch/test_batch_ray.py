@@ -165,10 +165,15 @@ def _finish(proc: subprocess.Popen, t0: float) -> BatchRun:
     return BatchRun(proc.returncode, stdout, stderr, time.perf_counter() - t0, 0.0)
 
 
+@pytest.mark.slow  # ~100 s; Ray's retry of a killed worker is also in the every-attempt test below (~20 s)
 def test_ray_worker_killed_mid_job_is_retried(tmp_path, zoo_model, ray_cluster, local_run):
     cfg = write_config(tmp_path, zoo_model, MODELS)
     t0 = time.perf_counter()
     proc = _batch_in_background(cfg, "--executor", "ray", "--address", ray_cluster)
+    log = tmp_path / "report" / "logs" / "ppocrv4-cls.torch.log"
+    # mid-job: the conversion has started (the worker logs its progress)
+    wait_until(lambda: proc.poll() is None and log.exists() and "[progress]" in log.read_text(), 300,
+               "the torch job to be converting")
     _kill_ray_worker_of(tmp_path / "out", "ppocrv4-cls.torch", 1, proc)
     run = _finish(proc, t0)
     _same_records(run, local_run)  # the killed job was retried: same result as the local run
