@@ -42,36 +42,41 @@ def _check_report(report, family):
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
-def converted(request, zoo, tmp_path_factory):
+def routes(request, zoo, converted):
+    """paddle2onnx and onnx2torch of each model, each verified by the spine against Paddle (shared with the
+    other suites through the session's ``converted``)."""
     name = request.param
-    out = tmp_path_factory.mktemp(name)
-    src = zoo(name)
-    onnx_res = ocrconvert.convert(src, out / "model.onnx", target="onnx", route="paddle2onnx")
-    torch_res = ocrconvert.convert(out / "model.onnx", out / "from_onnx", target="torch", route="onnx2torch")
-    p2t_res = ocrconvert.convert(src, out / "torch", target="torch", route="onnx2torch")
-    return name, src, onnx_res, torch_res, p2t_res
+    onnx_res = converted(name, "onnx", route="paddle2onnx")
+    torch_res = converted(onnx_res.artifact.path, "torch", route="onnx2torch")
+    return name, zoo(name), onnx_res, torch_res
 
 
-def test_paddle2onnx_verifies_against_paddle(converted):
-    name, src, onnx_res, _, _ = converted
+@pytest.fixture(scope="module")
+def paddle2torch_graph(converted):
+    """The two-hop graph route from a Paddle folder, once (the same two converters as above on every model)."""
+    return converted("ppocrv4-cls", "torch", route="onnx2torch")
+
+
+def test_paddle2onnx_verifies_against_paddle(routes):
+    name, src, onnx_res, _ = routes
     assert onnx_res.artifact.format is Format.ONNX
     assert onnx_res.report.source_backend == "paddle"
     _check_report(onnx_res.report, MODELS[name][0])
 
 
-def test_onnx2torch_on_paddle_exported_onnx_verifies_against_the_original_paddle_model(converted):
-    name, src, _, torch_res, _ = converted
+def test_onnx2torch_on_paddle_exported_onnx_verifies_against_the_original_paddle_model(routes):
+    name, src, _, torch_res = routes
     assert torch_res.artifact.format is Format.TORCH_GRAPH
     # the ONNX's manifest names the Paddle model, so verification goes back to it
     assert torch_res.report.source_backend == "paddle"
     _check_report(torch_res.report, MODELS[name][0])
 
 
-def test_paddle2torch_verifies_against_paddle_not_the_intermediate_onnx(converted):
-    name, src, _, _, p2t = converted
+def test_paddle2torch_verifies_against_paddle_not_the_intermediate_onnx(paddle2torch_graph):
+    p2t = paddle2torch_graph
     assert p2t.route == ["paddle2onnx", "onnx2torch"]
     assert p2t.report.source_backend == "paddle" and p2t.report.target_backend == "torch"
-    _check_report(p2t.report, MODELS[name][0])
+    _check_report(p2t.report, "cls")
     man = json.loads((p2t.artifact.path / "ocrconvert.json").read_text())
     assert man["schema_version"] == 1
     assert man["source"]["format"] in ("paddle-legacy", "paddle-pir")
@@ -82,29 +87,29 @@ def test_paddle2torch_verifies_against_paddle_not_the_intermediate_onnx(converte
     assert man["verification"]["passed"] is True
 
 
-def test_a_damaged_artifact_fails_the_same_verification(converted, damage, tmp_path):
+def test_a_damaged_artifact_fails_the_same_verification(routes, damage, tmp_path):
     """Negative controls: one conv scaled by 1.02 in the exported ONNX, two channels swapped in the torch
     artifact's weights; verified against the Paddle source as above, each must FAIL."""
     import shutil
 
-    name, src, onnx_res, _, p2t = converted
+    name, src, onnx_res, torch_res = routes
     bad_onnx = tmp_path / "bad.onnx"
     what = damage.damaged_onnx(onnx_res.artifact.path, bad_onnx, "conv x1.02")
     rep = ocrconvert.verify(src, bad_onnx)
     assert rep.verdict == "FAILED", f"{name}: {what} x1.02 slipped: {rep.summary_line()}"
     bad_torch = tmp_path / "bad_torch"
-    shutil.copytree(p2t.artifact.path, bad_torch)
+    shutil.copytree(torch_res.artifact.path, bad_torch)
     what = damage.damaged_safetensors(bad_torch, "channels swapped")
     rep = ocrconvert.verify(src, bad_torch)
     assert rep.verdict == "FAILED", f"{name}: {what} channels swapped slipped: {rep.summary_line()}"
 
 
-def test_artifacts_accept_other_batch_and_width(converted):
-    name, src, onnx_res, torch_res, p2t = converted
+def test_artifacts_accept_other_batch_and_width(routes):
+    name, src, onnx_res, torch_res = routes
     shape = MODELS[name][1]
     x = np.random.default_rng(1).uniform(-1, 1, size=shape).astype(np.float32)
     ref = list(ocrconvert.load(src).infer({"x": x}).values())[0]
-    for art in (onnx_res.artifact, torch_res.artifact, p2t.artifact):
+    for art in (onnx_res.artifact, torch_res.artifact):
         runner = ocrconvert.load(art.path)
         assert runner.input_names == ["x"]
         got = list(runner.infer({"x": x}).values())[0]
@@ -112,8 +117,8 @@ def test_artifacts_accept_other_batch_and_width(converted):
         np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
 
 
-def test_dictionary_travels_into_onnx_metadata_for_recognition_only(converted):
-    name, src, onnx_res, _, p2t = converted
+def test_dictionary_travels_into_onnx_metadata_for_recognition_only(routes):
+    name, src, onnx_res, torch_res = routes
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(onnx_res.artifact.path)).metadata_props}
@@ -124,8 +129,8 @@ def test_dictionary_travels_into_onnx_metadata_for_recognition_only(converted):
     n_classes = 6625 if name == "ppocrv4-rec" else 18385
     assert len(meta["character"].split("\n")) + 2 == n_classes
     # the same dictionary in the source, the ONNX metadata and the torch artifact
-    assert ocrconvert.load(p2t.artifact.path).info().dictionary == meta["character"].split("\n") \
+    assert ocrconvert.load(torch_res.artifact.path).info().dictionary == meta["character"].split("\n") \
         == ocrconvert.load(src).info().dictionary
-    gts = next(c for c in p2t.report.cases if c.label.startswith("rendered:")).task.detail  # lines with known text
+    gts = next(c for c in torch_res.report.cases if c.label.startswith("rendered:")).task.detail  # known text
     # the Paddle model itself reads most rendered lines exactly (a sanity check on preprocessing)
     assert sum(a == b for a, b in zip(gts["source_text"], gts["ground_truth"])) >= len(gts["ground_truth"]) // 2

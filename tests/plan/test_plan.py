@@ -14,12 +14,12 @@ DET = "ppocrv5-mobile-det"
 
 
 @pytest.fixture(scope="module")
-def det_onnx(zoo, tmp_path_factory):
-    """PP-OCRv5 det converted from Paddle (its manifest names the Paddle program: the ORIGINAL)."""
-    out = tmp_path_factory.mktemp("plan") / "det.onnx"
-    result = convert(zoo(DET), out, target="onnx")
+def det_onnx(converted):
+    """PP-OCRv5 det converted from Paddle (its manifest names the Paddle program: the ORIGINAL); the session's
+    shared conversion (tests/integration verifies the same one). Read only."""
+    result = converted(DET, "onnx", route="paddle2onnx")
     assert result.passed
-    return out
+    return result.artifact.path
 
 
 @pytest.fixture(scope="module")

@@ -143,17 +143,14 @@ class Memo:
 
 
 @pytest.fixture(scope="module")
-def v4(zoo, tmp_path_factory):
-    """The original PP-OCRv4 set, its ONNX conversion (paddle2onnx through the spine) and two test pages."""
-    import ocrconvert
+def v4(zoo, converted):
+    """The original PP-OCRv4 set, its ONNX conversion (paddle2onnx through the spine, shared with the other suites
+    by ``converted``) and two test pages."""
     from ocrconvert.ocr import OcrPipeline
     from ocrconvert.ocr.pages import render_pages
 
-    out = tmp_path_factory.mktemp("v4-onnx")
-    paths = {}
-    for stage in ("det", "rec", "cls"):
-        paths[stage] = ocrconvert.convert(zoo(f"ppocrv4-{stage}"), out / f"{stage}.onnx", target="onnx",
-                                          verify=False).artifact.path
+    paths = {stage: converted(f"ppocrv4-{stage}", "onnx", route="paddle2onnx", verify=False).artifact.path
+             for stage in ("det", "rec", "cls")}
     source = Memo(OcrPipeline.from_paths(zoo("ppocrv4-det"), zoo("ppocrv4-rec"), zoo("ppocrv4-cls")))
     pages = [(p.name, p.image, [ln.text for ln in p.lines]) for p in render_pages(2, seed=0)]
     return source, paths, pages
@@ -174,15 +171,13 @@ def test_converted_onnx_set_passes(v4):
 @pytest.mark.paddle
 @pytest.mark.parametrize("route", [pytest.param("onnx2torch", marks=pytest.mark.torch),
                                    pytest.param("native", marks=pytest.mark.native)])
-def test_converted_torch_set_passes(v4, zoo, tmp_path, route):
+def test_converted_torch_set_passes(v4, converted, route):
     """The torch graph set (from the converted ONNX) and the native set (from the Paddle programs)."""
-    import ocrconvert
     from ocrconvert.ocr import OcrPipeline
 
     source, paths, pages = v4
-    stages = {s: ocrconvert.convert(paths[s] if route == "onnx2torch" else zoo(f"ppocrv4-{s}"), tmp_path / s,
-                                    target="torch", route=route, verify=False).artifact.path
-              for s in ("det", "rec", "cls")}
+    stages = {s: converted(paths[s] if route == "onnx2torch" else f"ppocrv4-{s}", "torch", route=route,
+                           verify=False).artifact.path for s in ("det", "rec", "cls")}
     report = compare_pipelines(source, OcrPipeline.from_paths(stages["det"], stages["rec"], stages["cls"]), pages)
     t = report.totals()
     assert report, report.summary_line()
