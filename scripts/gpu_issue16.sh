@@ -6,7 +6,9 @@
 #
 # usage: scripts/gpu_issue16.sh CARRY OUT
 #   CARRY: nat.tar.xz (v4det-nat, v4rec-nat, v4cls-nat native folders), v4det-ref.npz, v4rec-ref.npz,
-#          transformers-slim.tar.xz (transformers 5.23 without the model folders ocrconvert does not use)
+#          transformers-slim.tar.xz (transformers 5.23 without the model folders ocrconvert does not use),
+#          *.whl: wheels the image lacks, installed --no-deps (pyclipper: the pipeline's det post-processing; its
+#          absence stopped step D on 2026-11-30)
 #   I16_DEVICE=cpu: a dry run on a machine without a GPU (fp32, small shapes, no compile)
 set -uo pipefail
 c=$(realpath "$1"); out=$(realpath "$2"); w=${I16_WORK:-/tmp/i16}; dev=${I16_DEVICE:-cuda}
@@ -18,6 +20,9 @@ budget=${I16_BUDGET:-560}   # seconds for the whole script: later steps shrink o
 tl() { local l=$((budget - (SECONDS - t0) - 25)); [ "$l" -gt "$1" ] && l=$1; [ "$l" -lt 5 ] && l=5; echo $l; }
 ocr() { python3 -m ocrconvert "$@"; }
 tar xJf "$c/transformers-slim.tar.xz" -C "$w/site" && tar xJf "$c/nat.tar.xz" -C "$w" || exit 3
+if ls "$c"/*.whl > /dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$w/site" "$c"/*.whl || exit 3
+fi
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null
   python3 -c "import torch, transformers; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version(), 'transformers', transformers.__version__)"
   nproc; date -u; } > "$r/env.txt" 2>&1
