@@ -210,3 +210,19 @@ def test_unreachable_cluster_and_address_without_ray_are_usage_errors(tmp_path, 
     assert list((tmp_path / "out" / ".ocrconvert-batch").glob("*.job.json")) == []  # no job was started
     run = batch(cfg, "--address", "127.0.0.1:6379", timeout=120)
     assert run.code == 2 and "executor is local" in run.report["message"], run.report
+
+
+def test_ray_batch_interrupted_takes_its_tasks_down(tmp_path, zoo_model, ray_cluster):
+    """Ctrl-C mid-job: exit 130 with the JSON error, the job's Ray task cancelled and its job process gone."""
+    cfg = write_config(tmp_path, zoo_model, "models:\n  - {model: ppocrv4-cls, name: stopped, targets: [onnx]}\n")
+    t0 = time.perf_counter()
+    proc = _batch_in_background(cfg, "--executor", "ray", "--address", ray_cluster)
+    log = tmp_path / "report" / "logs" / "stopped.onnx.log"
+    wait_until(lambda: proc.poll() is None and log.exists() and "[progress]" in log.read_text(), 300,
+               "the job to be converting")
+    proc.send_signal(signal.SIGINT)
+    run = _finish(proc, t0)
+    assert run.code == 130 and run.stderr == "", run.stderr[-2000:]
+    assert run.report["error"] == "Interrupted"
+    wait_until(lambda: live_processes(tmp_path) == [], 60, "the interrupted job's processes to exit")
+    assert not (tmp_path / "out" / "stopped" / "onnx" / "model.onnx").exists()
