@@ -193,9 +193,4 @@ def run_pool(ctx, pending: list[tuple[JobSpec, object]], records: dict[str, JobR
                 _sweep_slot(job)
 
 
-def run_local(ctx, job: JobSpec, rec: JobRecord, src) -> None:
-    """One job through a fresh pool worker of its own (the seam for another executor that runs jobs here)."""
-    run_pool(ctx, [(job, src)], {job.id: rec})
-
-
-__all__ = ["run_pool", "run_local", "pool_tag", "POOL_TAG", "MAX_JOBS", "MAX_RSS_MB"]
+__all__ = ["run_pool", "pool_tag", "POOL_TAG", "MAX_JOBS", "MAX_RSS_MB"]
