@@ -12,8 +12,8 @@ pytestmark = [pytest.mark.torch, pytest.mark.zoo]
 
 
 @pytest.mark.parametrize("name", ["ppocrv4-rec-onnx", "ppocrv4-cls-onnx", "ppocrv5-mobile-det-onnx"])
-def test_raw_paddle_exported_onnx_converts_and_verifies(name, zoo, tmp_path, damage):
-    res = ocrconvert.convert(zoo(name), tmp_path / "t", target="torch")
+def test_raw_paddle_exported_onnx_converts_and_verifies(name, zoo, converted, tmp_path, damage):
+    res = converted(name, "torch")  # shared with tests/verification's negative controls
     assert res.passed, res.report.summary_line()
     assert max(o.max_abs for c in res.report.cases if c.kind == "random" for o in c.outputs) <= 1e-4
     # negative control: the same verification of a copy with two output channels of one conv swapped fails

@@ -92,10 +92,10 @@ def test_aot_and_tensorrt_keep_them_in_the_manifest(tmp_path):
                             "unclip_ratio": 1.5}),
     ("cls", "PreProcess", {"transform_ops": [{"ClsResizeImg": {"image_shape": [3, 48, 192]}}]}),
 ])
-def test_legacy_program_without_yml_gets_one(zoo, tmp_path, stage, key, expect):
+def test_legacy_program_without_yml_gets_one(zoo, converted, stage, key, expect):
     src = zoo(f"ppocrv4-{stage}")
     assert not list(src.glob("*.yml"))  # the legacy program ships none
-    res = ocrconvert.convert(src, tmp_path / f"{stage}.onnx", target="onnx", verify=False)
+    res = converted(f"ppocrv4-{stage}", "onnx", route="paddle2onnx", verify=False)  # shared, read only
     config = json.loads(_onnx_meta(res.artifact.path)["ocrconvert.config"])
     assert config[key] == expect
     assert load(res.artifact.path).info().config[key] == expect  # what the OCR pipeline reads back
