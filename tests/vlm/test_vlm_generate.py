@@ -178,21 +178,31 @@ def test_fp16_decoder_judged_by_tokens_and_cosine(exported, model, tmp_path):
 def test_usage_errors_are_one_message_exit_2(exported, tmp_path):
     out, _ = exported
     page = _page(tmp_path / "p.png")
+    from ocrconvert.errors import UsageError
+    from ocrconvert.vlm.generate import generate_cli
+
+    # in process (each CLI child costs seconds of imports): the same messages the CLI renders
+    for kwargs, msg in [({"prompt_ids": "1,x"}, "comma-separated"), ({"prompt_ids": "1,99999"}, "outside the vocabulary"),
+                        ({"prompt": "hi", "prompt_ids": "1"}, "exactly one of")]:
+        with pytest.raises(UsageError, match=msg):
+            generate_cli(out, page, **kwargs)
+    with pytest.raises(UsageError, match="not a folder written by"):
+        generate_cli(tmp_path, page, prompt_ids="1")
     cases = [
         (["vlm-generate", out, page, "--prompt", "read the page"], "no tokenizer"),
-        (["vlm-generate", out, page, "--prompt-ids", "1,x"], "comma-separated"),
-        (["vlm-generate", out, page, "--prompt-ids", "1,99999"], "outside the vocabulary"),
-        (["vlm-generate", tmp_path, page, "--prompt-ids", "1"], "not a folder written by"),
         (["vlm-export", "paddleocr-vl", "--parts", "all", "-o", tmp_path / "pv"], "not available for paddleocr-vl"),
-        (["vlm-export", "hunyuan-ocr", "--parts", "all", "-o", tmp_path / "x.onnx"], "names a file"),
-        (["vlm-export", "hunyuan-ocr", "--parts", "all", "--block", "8", "-o", tmp_path / "y"], "--block"),
+        (["vlm-export", "hunyuan-ocr", "--parts", "all", "--block", "8", "-o", tmp_path / "y"], "encoder alone"),
     ]
+    from ocrconvert.pipeline import convert_vlm
+
+    with pytest.raises(UsageError, match="names a file"):
+        convert_vlm("hunyuan-ocr", tmp_path / "x.onnx")
     for args, msg in cases:
         res = run_cli(*args, "--json")
         assert res.code == 2, (args, res.stderr[-800:])
         assert msg in res.stdout and "Traceback" not in res.stderr, (args, res.stdout, res.stderr[-800:])
         json.loads(res.stdout)
-    assert not (tmp_path / "pv").exists() and not (tmp_path / "x.onnx").exists()
+    assert not (tmp_path / "pv").exists() and not (tmp_path / "x.onnx").exists() and not (tmp_path / "y").exists()
 
 
 def test_numpy_preprocessing_equals_the_processor(tmp_path):
