@@ -60,6 +60,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "cpu-runs")
+    ap.add_argument("--extra", action="append", default=[], metavar="KEY=PATH",
+                    help="another artifact benched in KEY's run (e.g. cls=WORK/v4cls-cpu-cl.pt2, a channels_last build)")
     args = ap.parse_args(argv)
     from ocrconvert.zoo import pull
 
@@ -68,7 +70,8 @@ def main(argv=None) -> int:
         work = args.work.resolve()
         onnx = pull(f"ppocrv4-{model}-onnx") / "model.onnx"
         cmd = [sys.executable, "-m", "ocrconvert", "bench", str(onnx), str(pull(f"ppocrv4-{model}")),
-               str(work / f"v4{model}-native"), str(work / f"v4{model}-cpu.pt2"), "--shape", shape,
+               str(work / f"v4{model}-native"), str(work / f"v4{model}-cpu.pt2"),
+               *[e.split("=", 1)[1] for e in args.extra if e.split("=", 1)[0] == key], "--shape", shape,
                "--threads", str(args.threads), "--runs", str(args.runs), "--rounds", str(args.rounds),
                "--no-compile", "--json"]
         shown = "ocrconvert " + " ".join(shlex.quote(c) for c in cmd[3:])

@@ -38,7 +38,7 @@ def test_cpu_only_says_not_measured_for_the_gpu_and_judges_the_target(script, tm
     assert "hand-written prose" in text and text.count(script.BEGIN) == 1
     assert "| aot | 90 [81–99], 0.90× | not measured |" in text
     assert "**GPU** (`docs/gpu-runs/h200-16-*.json`): not measured." in text
-    assert "CPU target: aot ≤ 0.8× ONNX Runtime — missed (0.90×)" in text
+    assert "CPU target: aot ≤ 0.8× ONNX Runtime — missed (0.90×, aot)" in text
     assert "torch 2.14.1" in text and "`ocrconvert bench a b`" in text
     assert script.main(["--doc", str(doc), "--check"]) == 0  # idempotent: the block is replaced, not added
 
@@ -53,4 +53,4 @@ def test_gpu_runs_of_any_form_land_beside_the_cpu_column(script, tmp_path):
     script.main(["--doc", str(doc)])
     text = doc.read_text()
     assert "| aot | 70 [63–77], 0.70× | 1.5 |" in text and "| tensorrt | not measured | 0.9 |" in text
-    assert "met (0.70×)" in text and "unreadable" in text
+    assert "met (0.70×, aot)" in text and "unreadable" in text
