@@ -64,6 +64,7 @@ class Variant:
     fused: bool = True          # torch-native: fused inference form or the trainable one
     compile_mode: str | None = None
     fp16: bool = False
+    mkldnn: bool = False        # paddle: Paddle Inference with IR passes and oneDNN on (a deployment's setting)
     cuda_graphs: bool = False   # torch-aot on CUDA: the runner's CUDA-graph mode (one replay per call)
 
 
@@ -212,7 +213,8 @@ def plan_variants(path: Path, device: str, compile_: bool = True, half: bool = F
     if art.format in (Format.PADDLE_LEGACY, Format.PADDLE_PIR):
         if cuda:
             raise UsageError(f"{name}: the Paddle runner runs on the CPU only", hint="Bench it with --device cpu.")
-        return [Variant(f"paddle ({name})", where, "paddle")]
+        return [Variant(f"paddle ({name})", where, "paddle"),
+                Variant(f"paddle oneDNN ({name})", where, "paddle", mkldnn=True)]
     if art.format is Format.ONNX:
         if cuda and "CUDAExecutionProvider" not in _ort_providers():
             raise UsageError(f"{name}: this ONNX Runtime has no CUDA provider; it would run on the CPU",
@@ -245,7 +247,7 @@ def plan_variants(path: Path, device: str, compile_: bool = True, half: bool = F
         if built_for.split(":")[0] != device.split(":")[0]:
             raise UsageError(f"{name} was built for {built_for}; it cannot be benched on {device}",
                              hint=f"Bench it with --device {built_for}.")
-        label = "aot fp16" if aot.get("fp16") else "aot"
+        label = ("aot fp16" if aot.get("fp16") else "aot") + (" channels_last" if aot.get("channels_last") else "")
         out = [Variant(f"{label} ({name})", where, "torch-aot")]
         if cuda:  # the same package replayed from CUDA graphs (AotRunner(cuda_graphs=True))
             out.append(Variant(f"{label} cuda-graphs ({name})", where, "torch-aot", cuda_graphs=True))
@@ -621,7 +623,7 @@ class _Loaded:
                 raise UsageError("ONNX Runtime's CUDA provider did not start: it would run on the CPU",
                                  hint="See the variant's log with --debug (cuDNN / CUDA libraries).")
         elif self.v.kind == "paddle":
-            r = runner_for(art, threads=threads)
+            r = runner_for(art, threads=threads, mkldnn=self.v.mkldnn)
         else:
             r = runner_for(art)
         r.session  # load outside the timed calls

@@ -24,7 +24,7 @@ from .atomic import OutputSlot
 from .converters.common import carry_processing
 from .errors import MissingDependencyError, UnsupportedModelError, UnsupportedOpsError, UsageError
 from .formats import Artifact, Format, detect
-from .manifest import manifest_path, new_manifest, read_manifest, sha256_artifact, write_manifest
+from .manifest import manifest_path, new_manifest, read_manifest, sha256_artifact, source_record, write_manifest
 from .options import Precision
 from .registry import FILE_TARGETS, HopResult, VerificationPolicy
 from .runners import runner_for
@@ -183,7 +183,7 @@ def convert(
         manifest["verified_against"] = manifest["source"]
         manifest["source"] = runner_for(reference).header.get("source")
     if reference is not src:
-        manifest["input"] = {"path": str(src.path.resolve()), "format": src.format.value}
+        manifest["input"] = source_record(src)  # path, format and sha256 of what this build read (load() matches it)
 
     with OutputSlot(dest_path, is_dir=target not in FILE_TARGETS, sources=sources, force=force) as slot, \
             tempfile.TemporaryDirectory(prefix=".hops.", dir=slot.stage) as hops_dir:

@@ -60,4 +60,5 @@ def test_a_backend_that_cannot_run_on_the_device_is_refused(zoo, monkeypatch):
     assert [v.kind for v in bench.plan_variants(onnx, "cuda")] == ["onnxruntime"]
     with pytest.raises(UsageError, match="CPU only"):
         bench.plan_variants(zoo("ppocrv4-cls"), "cuda")
-    assert [v.kind for v in bench.plan_variants(zoo("ppocrv4-cls"), "cpu")] == ["paddle"]
+    assert [(v.kind, v.mkldnn) for v in bench.plan_variants(zoo("ppocrv4-cls"), "cpu")] == [("paddle", False),
+                                                                                          ("paddle", True)]

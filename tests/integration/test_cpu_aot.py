@@ -39,7 +39,7 @@ def test_cpu_package_is_dynamic_frozen_verified_and_timed(built, zoo):
     native, pkg, res = built
     assert res.passed and res.route == ["aot-build"]
     man = _manifest(pkg)
-    assert man["verified_against"]["format"] == "paddle-legacy"  # the ORIGINAL, through the native manifest
+    assert man["verification"]["source_backend"] == "paddle"  # the ORIGINAL, found through the native manifest
     aot = man["aot"]
     assert aot["device"] == "cpu" and aot["fp16"] is False and aot["inductor"]["freezing"] is True
     assert aot["dynamic_axes"] == [0, 3]

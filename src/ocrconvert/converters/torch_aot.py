@@ -110,15 +110,29 @@ def inductor_configs(device: str, options: "AotOptions") -> dict:
     return {"max_autotune": options.autotune, "freezing": bool(freezing)}
 
 
-def measure_speed(module, package: Path, x, calls: int = 3) -> dict:
+def measure_speed(module, package: Path, x, calls: int = 3, threads: int = 1) -> dict:
     """The package against the eager fused module it was built from, on the example input, interleaved (one
-    warm-up call each, then ``calls`` timed pairs; medians): the reason ``load()`` records for choosing a form."""
+    warm-up call each, then ``calls`` timed pairs; medians): the reason ``load()`` records for choosing a form.
+    One thread: two OpenMP threads on two shared cores stall each other at every barrier (seconds per call)."""
     import statistics
-    import time
 
     torch = require("torch")
     fn = torch._inductor.aoti_load_package(str(package))
     times: dict[str, list[float]] = {"package_ms": [], "eager_fused_ms": []}
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _time_pairs(torch, fn, module, x, calls, times)
+    finally:
+        torch.set_num_threads(before)
+    out = {k: round(statistics.median(v), 3) for k, v in times.items()}
+    return {**out, "shape": list(x.shape), "threads": threads, "calls": calls,
+            "faster": out["package_ms"] < out["eager_fused_ms"]}
+
+
+def _time_pairs(torch, fn, module, x, calls: int, times: dict) -> None:
+    import time
+
     with torch.inference_mode():
         fn(x), module(x)
         for _ in range(calls):
@@ -126,9 +140,6 @@ def measure_speed(module, package: Path, x, calls: int = 3) -> dict:
                 t0 = time.perf_counter()
                 call(x)
                 times[key].append((time.perf_counter() - t0) * 1000.0)
-    out = {k: round(statistics.median(v), 3) for k, v in times.items()}
-    return {**out, "shape": list(x.shape), "threads": torch.get_num_threads(), "calls": calls,
-            "faster": out["package_ms"] < out["eager_fused_ms"]}
 
 
 @dataclass(frozen=True)
@@ -198,7 +209,7 @@ class TorchToAot(Converter):
                                   hint="The native route exports cleanly; graph (onnx2torch) artifacts often do not.") from None
         inductor_cfg = inductor_configs(device, options)
         try:
-            torch._inductor.aoti_compile_and_package(ep, package_path=str(dest), inductor_configs=inductor_cfg)
+            torch._inductor.aoti_compile_and_package(ep, package_path=str(dest), inductor_configs=dict(inductor_cfg))
         except Exception as exc:  # noqa: BLE001
             raise ConversionError(f"AOTInductor compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
         art = Artifact(dest, Format.TORCH_AOT, {"package": dest})

@@ -38,7 +38,7 @@ def packages_for(native: Artifact, device: str = "cpu") -> list[tuple[Path, dict
     out = []
     for pt2 in sorted(folder.parent.glob("*.pt2")):
         man = read_manifest(pt2) or {}
-        src, aot = man.get("source") or {}, man.get("aot") or {}
+        src, aot = man.get("input") or man.get("source") or {}, man.get("aot") or {}  # what the build read
         if src.get("path") != str(folder) or (aot.get("device") or "").split(":")[0] != device.split(":")[0]:
             continue
         if aot.get("fp16") or not _verified(man) or (man.get("artifact") or {}).get("sha256") != sha256_file(pt2):
