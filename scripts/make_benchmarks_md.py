@@ -65,9 +65,28 @@ def read_side(folder: Path, prefix: str) -> dict[str, dict]:
         except (OSError, ValueError) as exc:
             runs[model_key(p, prefix)] = {"path": p, "meta": {}, "rows": [], "problem": f"unreadable: {exc}"}
             continue
+        key = model_key(p, prefix)
+        nested = {k: v for k, v in doc.items() if isinstance(v, dict) and isinstance(v.get("results"), list)} \
+            if isinstance(doc, dict) else {}
+        if nested:  # one file of several bench runs (the GPU script's): one run per shape
+            for part in nested.values():
+                meta, rows = rows_of(part)
+                runs[shape_key(key, meta.get("shape"))] = {"path": p, "meta": meta, "rows": rows, "problem": ""}
+            continue
         meta, rows = rows_of(doc)
-        runs[model_key(p, prefix)] = {"path": p, "meta": meta, "rows": rows, "problem": ""}
+        runs[key] = {"path": p, "meta": meta, "rows": rows, "problem": ""}
     return runs
+
+
+def shape_key(model: str, shape) -> str:
+    """The table a bench run of ``model`` at ``shape`` belongs to, named as the CPU runs are: det by its side
+    (``v4det960``), other models by themselves at their bench batch of 8; another batch adds ``-bN``."""
+    if not isinstance(shape, (list, tuple)) or len(shape) != 4:
+        return model
+    batch, side = int(shape[0]), int(shape[2])
+    if model.endswith("det"):
+        return f"{model}{side}" + ("" if batch == 1 else f"-b{batch}")
+    return model + ("" if batch == 8 else f"-b{batch}")
 
 
 def _num(v: float) -> str:
