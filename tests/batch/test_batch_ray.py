@@ -33,11 +33,12 @@ RAY = str(Path(sys.executable).parent / "ray")
 # no token auth (a token a local ray.init() left in ~/.ray would be sent to a cluster that does not use one)
 RAY_VARS = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_agent_register_timeout_ms": "120000", "RAY_AUTH_MODE": "disabled"}
 # ppocrv4-cls -> ONNX (paddle2onnx) and -> PyTorch (paddle2onnx + onnx2torch), a TensorRT job expected to fail
-# (no TensorRT here: exit 4), and a job past its 1 s timeout
+# (no TensorRT here: exit 4), and a job past its 1 s timeout (onnx2torch + its check: the batch cache cannot
+# make it instant, as it makes a second paddle2onnx of the same source)
 MODELS = """models:
   - model: ppocrv4-cls
     targets: [onnx, torch, {target: tensorrt, expect: {exit_code: 4}, reason: no TensorRT here}]
-  - {model: ppocrv4-cls, name: late, timeout: 1, targets: [onnx]}
+  - {model: ppocrv4-cls-onnx, name: late, timeout: 1, targets: [torch]}
 """
 KEYS = ("status", "exit_code", "ok", "route", "summary", "worst_max_abs", "options", "seed", "expected")
 
@@ -106,7 +107,7 @@ def _same_records(run: BatchRun, ref: BatchRun) -> None:
         # IP/NODE_ID (Ray advertises the machine's address for a node started on 127.0.0.1)
         assert re.fullmatch(r"[0-9.]+/[0-9a-f]{8}", job["node"] or "") and want["node"] is None, job
     assert run.status == {"ppocrv4-cls.onnx": "passed", "ppocrv4-cls.torch": "passed",
-                          "ppocrv4-cls.tensorrt": "xfail", "late.onnx": "timeout"}
+                          "ppocrv4-cls.tensorrt": "xfail", "late.torch": "timeout"}
     for job_id in ("ppocrv4-cls.onnx", "ppocrv4-cls.torch"):
         assert Path(run.job(job_id)["artifact"]).exists()
 
@@ -117,13 +118,13 @@ def test_ray_run_equals_local_run_then_resumes(tmp_path, zoo_model, ray_cluster,
     _same_records(run, local_run)
     assert len({j["node"] for j in run.report["jobs"]}) == 2  # both nodes ran jobs
     assert "# ray node" in Path(run.job("ppocrv4-cls.onnx")["log"]).read_text()
-    assert leftovers(tmp_path / "out") == [".ocrconvert-batch/late.onnx.job.json"]  # a timeout stays adoptable
+    assert leftovers(tmp_path / "out") == [".ocrconvert-batch/late.torch.job.json"]  # a timeout stays adoptable
 
     # --resume: the recorded jobs are not run again (only the timed-out one goes back to the cluster)
     again = batch(cfg, "--executor", "ray", "--address", ray_cluster, "--resume", timeout=600)
     assert again.code == 5 and again.stderr == "", again.stderr[-3000:]
     assert again.status == {"ppocrv4-cls.onnx": "resumed", "ppocrv4-cls.torch": "resumed",
-                            "ppocrv4-cls.tensorrt": "xfail", "late.onnx": "timeout"}
+                            "ppocrv4-cls.tensorrt": "xfail", "late.torch": "timeout"}
 
 
 def _kill_ray_worker_of(out: Path, job_id: str, times: int, proc: subprocess.Popen) -> list[int]:
