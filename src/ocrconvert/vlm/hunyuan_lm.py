@@ -84,8 +84,9 @@ def build_model(checkpoint: Path | None = None, *, layers: int | None = None, vi
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity(_logging.ERROR)  # "some weights not used" for the blocks --layers drops
         try:
-            model, info = HunYuanVLForConditionalGeneration.from_pretrained(
-                str(checkpoint), config=cfg, dtype=torch.float32, output_loading_info=True)
+            model, info = HunYuanVLForConditionalGeneration.from_pretrained(str(checkpoint), use_safetensors=True,
+                                                                            config=cfg, dtype=torch.float32,
+                                                                            output_loading_info=True)
         except (OSError, ValueError, RuntimeError) as exc:
             raise CorruptModelError(f"{checkpoint} does not load as HunYuanVL: {' '.join(str(exc).split())[:400]}") from None
         finally:
