@@ -1,12 +1,15 @@
 """``ocrconvert batch --executor ray`` on a real two-node Ray cluster started here (a head and a worker node).
 
-One cluster for the module (Ray starts slowly); one local run of the same config is the reference. A Ray run
+One cluster for the module (Ray starts slowly), every one of its servers listening on 127.0.0.1 only
+(``python -m ocrconvert.zoo.batch.ray_local_cluster``; checked); one local run of the same config is the reference. A Ray run
 gives the same records as the local run (passes, an expected failure, a timeout), on both nodes, with stdout
 one JSON document and stderr empty; a job whose Ray worker is SIGKILLed mid-job is retried and gives the same
 result; a job killed on every attempt is reported as crashed, never lost.
 """
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import re
 import shutil
@@ -28,10 +31,11 @@ pytestmark = [pytest.mark.zoo, pytest.mark.paddle, pytest.mark.torch, needs_padd
               pytest.mark.skipif(not available("ray"), reason="needs ray (extra 'ray')"),
               pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")]
 
-RAY = str(Path(sys.executable).parent / "ray")
 # a raylet waits 15 s (by default) for its Python agents, which a loaded 2-core machine may need more for;
-# no token auth (a token a local ray.init() left in ~/.ray would be sent to a cluster that does not use one)
-RAY_VARS = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_agent_register_timeout_ms": "120000", "RAY_AUTH_MODE": "disabled"}
+# no token auth (a token a local ray.init() left in ~/.ray would be sent to a cluster that does not use one);
+# a node address of 127.0.0.1 stays 127.0.0.1 (the batches' drivers too), see ray_local_cluster's docstring
+RAY_VARS = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_agent_register_timeout_ms": "120000", "RAY_AUTH_MODE": "disabled",
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 # ppocrv4-cls -> ONNX (paddle2onnx) and -> PyTorch (paddle2onnx + onnx2torch), a TensorRT job expected to fail
 # (no TensorRT here: exit 4), and a job past its 1 s timeout (onnx2torch + its check: the batch cache cannot
 # make it instant, as it makes a second paddle2onnx of the same source)
@@ -49,40 +53,95 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ray(*args: str, timeout: float = 150) -> subprocess.CompletedProcess:
-    return subprocess.run([RAY, *args], capture_output=True, text=True, timeout=timeout)
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in found:
+                found.add(c)
+                todo.append(c)
+    return found
 
 
-def _start_node(*args: str) -> None:
-    """``ray start ARGS``; Ray gives a raylet 30 s to register, which a loaded 2-core machine may miss: 3 tries."""
-    for attempt in range(3):
-        res = _ray("start", *args)
-        if res.returncode == 0:
-            return
-        if "--head" in args:
-            _ray("stop", "--force")
-    raise AssertionError(f"ray start {' '.join(args)} failed 3 times:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+def _listeners(pids: set[int]) -> list[tuple[int, str]]:
+    """(pid, address) of every TCP socket listening in ``pids`` (from /proc: no psutil, no ss needed)."""
+    listening = {}  # socket inode -> local address
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] != "0A":  # TCP_LISTEN
+                continue
+            raw = bytes.fromhex(f[1].split(":")[0])  # 32-bit words in host (little-endian) order
+            ip = ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
+            listening[f[9]] = str(getattr(ip, "ipv4_mapped", None) or ip)
+    found = []
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in listening:
+                found.append((pid, listening[link[8:-1]]))
+    return found
+
+
+def _not_loopback(pids: set[int]) -> list[tuple[int, str]]:
+    return [(pid, addr) for pid, addr in _listeners(pids) if not ipaddress.ip_address(addr).is_loopback]
+
+
+def test_listener_check_sees_a_socket_on_all_interfaces():
+    """The check below is real: a socket listening on 0.0.0.0 in a process is reported, one on 127.0.0.1 is not."""
+    with socket.socket() as wide, socket.socket() as local:
+        wide.bind(("0.0.0.0", 0))
+        wide.listen()
+        local.bind(("127.0.0.1", 0))
+        local.listen()
+        mine = _listeners({os.getpid()})
+        assert (os.getpid(), "0.0.0.0") in mine and (os.getpid(), "127.0.0.1") in mine, mine
+        assert _not_loopback({os.getpid()}) == [(os.getpid(), "0.0.0.0")]
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """HOST:PORT of a head + one worker node on this machine, one CPU each; ``ray stop --force`` at the end."""
+    """HOST:PORT of a head + one worker node on this machine, one CPU each, every server on 127.0.0.1."""
     temp = Path(tempfile.mkdtemp(prefix="ocxray", dir="/tmp"))  # short: Ray's unix socket paths are limited
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    store = str(80 * 1024 * 1024)
     mp = pytest.MonkeyPatch()  # the nodes, and the batches the tests start, see the same Ray settings
     for k, v in RAY_VARS.items():
         mp.setenv(k, v)
+    proc = subprocess.Popen([sys.executable, "-m", "ocrconvert.zoo.batch.ray_local_cluster", "--nodes", "2",
+                             "--cpus", "1", "--temp-dir", str(temp), "--lifetime", "3000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        _start_node("--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--include-dashboard", "false",
-                    "--num-cpus", "1", "--object-store-memory", store, "--temp-dir", str(temp),
-                    "--disable-usage-stats")
-        _start_node("--address", address, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
-                    "--object-store-memory", store)
-        yield address
+        line = ""
+        deadline = time.monotonic() + 300  # bounded: a loaded machine starts Ray slowly
+        while not line.startswith("{") and proc.poll() is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+        assert line.startswith("{"), f"the Ray cluster did not start (exit {proc.poll()})"
+        address = json.loads(line)["address"]
+        assert address.startswith("127.0.0.1:")
+        pids = _descendants(proc.pid)  # the cluster's processes (and later, its workers)
+        assert len(_listeners(pids)) >= 3 and _not_loopback(pids) == [], _listeners(pids)
+        proc.address = address
+        yield proc
     finally:
-        _ray("stop", "--force", timeout=120)
+        proc.terminate()  # the cluster stops every process it started
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
         mp.undo()
         shutil.rmtree(temp, ignore_errors=True)
 
@@ -104,8 +163,8 @@ def _same_records(run: BatchRun, ref: BatchRun) -> None:
         want = ref.job(job["id"])
         assert {k: job[k] for k in KEYS} == {k: want[k] for k in KEYS}, job["id"]
         assert (job["error"] or {}).get("message") == (want["error"] or {}).get("message"), job["id"]
-        # IP/NODE_ID (Ray advertises the machine's address for a node started on 127.0.0.1)
-        assert re.fullmatch(r"[0-9.]+/[0-9a-f]{8}", job["node"] or "") and want["node"] is None, job
+        # IP/NODE_ID: the nodes' address is 127.0.0.1
+        assert re.fullmatch(r"127\.0\.0\.1/[0-9a-f]{8}", job["node"] or "") and want["node"] is None, job
     assert run.status == {"ppocrv4-cls.onnx": "passed", "ppocrv4-cls.torch": "passed",
                           "ppocrv4-cls.tensorrt": "xfail", "late.torch": "timeout"}
     for job_id in ("ppocrv4-cls.onnx", "ppocrv4-cls.torch"):
@@ -114,14 +173,17 @@ def _same_records(run: BatchRun, ref: BatchRun) -> None:
 
 def test_ray_run_equals_local_run_then_resumes(tmp_path, zoo_model, ray_cluster, local_run):
     cfg = write_config(tmp_path, zoo_model, MODELS)
-    run = batch(cfg, "--executor", "ray", "--address", ray_cluster, timeout=600)
+    run = batch(cfg, "--executor", "ray", "--address", ray_cluster.address, timeout=600)
     _same_records(run, local_run)
     assert len({j["node"] for j in run.report["jobs"]}) == 2  # both nodes ran jobs
     assert "# ray node" in Path(run.job("ppocrv4-cls.onnx")["log"]).read_text()
+    # nothing the cluster runs listens beyond this machine: its servers, and the Ray workers that ran the jobs
+    pids = _descendants(ray_cluster.pid)
+    assert _not_loopback(pids) == [], _listeners(pids)
     assert leftovers(tmp_path / "out") == [".ocrconvert-batch/late.torch.job.json"]  # a timeout stays adoptable
 
     # --resume: the recorded jobs are not run again (only the timed-out one goes back to the cluster)
-    again = batch(cfg, "--executor", "ray", "--address", ray_cluster, "--resume", timeout=600)
+    again = batch(cfg, "--executor", "ray", "--address", ray_cluster.address, "--resume", timeout=600)
     assert again.code == 5 and again.stderr == "", again.stderr[-3000:]
     assert again.status == {"ppocrv4-cls.onnx": "resumed", "ppocrv4-cls.torch": "resumed",
                             "ppocrv4-cls.tensorrt": "xfail", "late.torch": "timeout"}
@@ -170,7 +232,7 @@ def _finish(proc: subprocess.Popen, t0: float) -> BatchRun:
 def test_ray_worker_killed_mid_job_is_retried(tmp_path, zoo_model, ray_cluster, local_run):
     cfg = write_config(tmp_path, zoo_model, MODELS)
     t0 = time.perf_counter()
-    proc = _batch_in_background(cfg, "--executor", "ray", "--address", ray_cluster)
+    proc = _batch_in_background(cfg, "--executor", "ray", "--address", ray_cluster.address)
     log = tmp_path / "report" / "logs" / "ppocrv4-cls.torch.log"
     # mid-job: the conversion has started (the worker logs its progress)
     wait_until(lambda: proc.poll() is None and log.exists() and "[progress]" in log.read_text(), 300,
@@ -189,7 +251,7 @@ def test_ray_job_killed_on_every_attempt_is_reported(tmp_path, zoo_model, ray_cl
 
     cfg = write_config(tmp_path, zoo_model, "models:\n  - {model: ppocrv4-cls, name: doomed, targets: [onnx]}\n")
     t0 = time.perf_counter()
-    proc = _batch_in_background(cfg, "--executor", "ray", "--address", ray_cluster)
+    proc = _batch_in_background(cfg, "--executor", "ray", "--address", ray_cluster.address)
     _kill_ray_worker_of(tmp_path / "out", "doomed.onnx", RETRIES + 1, proc)
     run = _finish(proc, t0)
     assert run.code == 5 and run.stderr == "", run.stderr[-3000:]
@@ -217,7 +279,7 @@ def test_ray_batch_interrupted_takes_its_tasks_down(tmp_path, zoo_model, ray_clu
     """Ctrl-C mid-job: exit 130 with the JSON error, the job's Ray task cancelled and its job process gone."""
     cfg = write_config(tmp_path, zoo_model, "models:\n  - {model: ppocrv4-cls, name: stopped, targets: [onnx]}\n")
     t0 = time.perf_counter()
-    proc = _batch_in_background(cfg, "--executor", "ray", "--address", ray_cluster)
+    proc = _batch_in_background(cfg, "--executor", "ray", "--address", ray_cluster.address)
     log = tmp_path / "report" / "logs" / "stopped.onnx.log"
     wait_until(lambda: proc.poll() is None and log.exists() and "[progress]" in log.read_text(), 300,
                "the job to be converting")

@@ -88,6 +88,10 @@ def _run_on_ray(ctx: RunContext, pending: list, records: dict[str, JobRecord], *
         return  # everything resumed: no cluster needed
     from ..._compat import require
 
+    if not (address or os.environ.get("RAY_ADDRESS")):
+        # the Ray we start listens on 127.0.0.1 only: Ray 2.60 otherwise turns a node's loopback address into
+        # the machine's (services.resolve_ip_for_localhost) and its servers listen there; read at Ray's import
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = require("ray", "the Ray executor (--executor ray)")
     ray_log = ctx.logs_dir / "ray.log"
     # the driver prints the cluster's error messages ("(raylet) Task ... failed, retrying") to sys.stdout
@@ -152,7 +156,9 @@ def _connect(ray, address: str | None, parallel: int) -> None:
             raise UsageError(f"cannot reach the Ray cluster at {address}: {getattr(exc, 'strerror', None) or exc}",
                              hint="Give the head's HOST:PORT (ray start --head --port PORT), or leave --address out "
                                   "to run on a Ray started on this machine.") from None
-    kwargs = {"address": address} if address else {"num_cpus": parallel, "include_dashboard": False}
+    # "local": a Ray of our own, never one a `ray start` on this machine left in /tmp/ray/ray_current_cluster
+    kwargs = {"address": address} if address else {"address": "local", "num_cpus": parallel,
+                                                    "include_dashboard": False}
     if not address:  # the raylet we start waits 15 s for its Python agents by default: too little on a busy machine
         os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")
     try:
