@@ -289,3 +289,37 @@ def test_ray_batch_interrupted_takes_its_tasks_down(tmp_path, zoo_model, ray_clu
     assert run.report["error"] == "Interrupted"
     wait_until(lambda: live_processes(tmp_path) == [], 60, "the interrupted job's processes to exit")
     assert not (tmp_path / "out" / "stopped" / "onnx" / "model.onnx").exists()
+
+
+def test_ray_started_by_the_batch_listens_on_loopback_only(tmp_path, zoo_model, monkeypatch):
+    """No --address: the Ray the batch starts (GCS, raylet, agents, the driver, the task's worker) is on 127.0.0.1."""
+    for k in ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
+        monkeypatch.delenv(k, raising=False)  # the executor sets what it needs
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    cfg = write_config(tmp_path, zoo_model, "models:\n  - {model: ppocrv4-cls, name: own, targets: [onnx, torch]}\n")
+    t0 = time.perf_counter()
+    proc = _batch_in_background(cfg, "--executor", "ray", "-j", "1")
+    seen: list[tuple[int, str]] = []
+
+    def cmdline(pid: int) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return b""
+
+    def task_running() -> bool:  # a Ray worker (the job's) listens: every kind of Ray server has started
+        assert proc.poll() is None, "the batch ended before its Ray worker was seen"
+        seen[:] = _listeners(_descendants(proc.pid) | {proc.pid})
+        return any(cmdline(pid).startswith(b"ray::") and not cmdline(pid).startswith((b"ray::RuntimeEnv", b"ray::Dash"))
+                   for pid, _ in seen)
+
+    try:
+        wait_until(task_running, 300, "the batch's job to run in its own Ray")
+        pids = _descendants(proc.pid) | {proc.pid}
+        assert len(_listeners(pids)) >= 4 and _not_loopback(pids) == [], _listeners(pids)
+    finally:
+        run = _finish(proc, t0)
+    assert run.code == 0 and run.stderr == "", run.stderr[-2000:]
+    assert run.status == {"own.onnx": "passed", "own.torch": "passed"}
+    assert re.fullmatch(r"127\.0\.0\.1/[0-9a-f]{8}", run.job("own.onnx")["node"] or ""), run.job("own.onnx")
