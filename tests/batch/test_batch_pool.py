@@ -28,7 +28,7 @@ def test_pool_reuses_workers_replaces_dead_ones_and_reports_their_jobs(tmp_path,
 defaults: {verify: false}
 models:
   - {model: ppocrv4-cls-onnx, name: crash, targets: [torch]}
-  - {model: ppocrv4-cls-onnx, name: slow, targets: [{target: torch, timeout: 1}]}
+  - {model: ppocrv4-cls-onnx, name: slow, targets: [{target: torch, timeout: 1, verify: true}]}
   - {model: ppocrv4-cls-onnx, name: a, targets: [torch]}
   - {model: ppocrv4-cls-onnx, name: b, targets: [torch]}
 """)
