@@ -56,19 +56,16 @@ def main(argv=None) -> int:
     rz, dec = R.resize_norm_rec, R.ctc_decode_best
     best0 = R.TextRecognizer._best
 
-    def rz2(*args, **kw):
-        s = time.perf_counter()
-        try:
-            return rz(*args, **kw)
-        finally:
-            t["pre"] += time.perf_counter() - s
+    def timed(fn, key):
+        def call(*args, **kw):
+            s = time.perf_counter()
+            try:
+                return fn(*args, **kw)
+            finally:
+                t[key] += time.perf_counter() - s
+        return call
 
-    def dec2(*args, **kw):
-        s = time.perf_counter()
-        try:
-            return dec(*args, **kw)
-        finally:
-            t["decode"] += time.perf_counter() - s
+    rz2, dec2 = timed(rz, "pre"), timed(dec, "decode")
 
     def best2(self, x):  # model + transfer + reduction (host or device), synchronised
         shapes.append(list(x.shape))

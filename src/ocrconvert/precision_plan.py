@@ -32,6 +32,11 @@ class PrecisionPlan:
     passed: bool | None = None              # the gate held with this plan (None: not judged)
     search: dict = field(default_factory=dict)   # how it was found: gate, evaluations, values, budget
 
+    @property
+    def gate_threshold(self) -> float | None:
+        """The task metric the plan was searched at (what its build is verified at), if it records one."""
+        return (self.search.get("gate") or {}).get("threshold")
+
     def to_dict(self) -> dict:
         return {"format": PLAN_FORMAT, "precision": self.precision, "keys": self.keys, "origin": self.origin,
                 "family": self.family, "keep_fp32": list(self.keep_fp32), "fp32_flop_share": self.fp32_flop_share,

@@ -263,9 +263,7 @@ class TorchToAot(Converter):
 
 def _plan_gate(plan: PrecisionPlan | None) -> float | None:
     """A searched plan's build is verified at the gate it was searched at (det fp16: IoU >= 0.99, not 0.98)."""
-    if plan is None or plan.origin != "auto":
-        return None
-    return (plan.search.get("gate") or {}).get("threshold")
+    return plan.gate_threshold if plan is not None and plan.origin == "auto" else None
 
     def versions(self) -> dict:
         return {"torch": version_of("torch")}

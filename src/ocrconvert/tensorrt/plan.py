@@ -122,7 +122,7 @@ def _write_prepared(model, info, dest_dir, options, precision, reduced, family, 
     gate = None
     if plan is not None:
         plan.check_for(reduced.value, ONNX_NODES, {n.name for n in model.graph.node})
-        gate = (plan.search.get("gate") or {}).get("threshold") or family.plan_threshold(reduced.value)
+        gate = plan.gate_threshold or family.plan_threshold(reduced.value)
     keep = plan.keep_fp32 if plan is not None else ()
     if precision in (Precision.FP16, Precision.INT8):
         say("casting to FP16 (onnxconverter-common)" if precision is Precision.FP16
